@@ -1,0 +1,34 @@
+"""instag_hf: InsTag open-set intention tagging for Hugging Face ``datasets``.
+
+``ds.map(instag_hf.tag, batched=True)`` tags every user query of an SFT dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from . import schema
+from .parsing import ParseResult, parse_tags
+from .prompts import TEMPLATES, Prompt, Template, get_template
+from .queries import QueryFormatError, detect_format
+from .samples import load_sample
+from .tagger import Tagger, TagStats, TurnResult
+
+__version__ = "0.1.0"
+
+_logger = logging.getLogger(__name__)
+if not _logger.handlers:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("[instag_hf] %(message)s"))
+    _logger.addHandler(_handler)
+    _logger.setLevel(os.environ.get("INSTAG_HF_VERBOSITY", "INFO").upper())
+    _logger.propagate = False
+
+#: A ready tagger with the automatically chosen backend: ``ds.map(instag_hf.tag, batched=True)``.
+tag = Tagger()
+
+__all__ = [
+    "Tagger", "TagStats", "TurnResult", "tag", "parse_tags", "ParseResult", "Template", "Prompt",
+    "TEMPLATES", "get_template", "detect_format", "QueryFormatError", "load_sample", "schema",
+]

