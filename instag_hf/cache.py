@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -27,11 +28,17 @@ def instag_home() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "instag_hf"
 
 
-def request_key(namespace: Mapping, query: str) -> str:
-    """Content address of one request: sha256 of the canonical namespace JSON and the query."""
+def namespace_hash(namespace: Mapping):
+    """A sha256 state over the canonical namespace JSON; :func:`request_key` continues it per query."""
     h = hashlib.sha256()
     h.update(json.dumps(namespace, sort_keys=True, ensure_ascii=False, default=str).encode())
     h.update(b"\x00")
+    return h
+
+
+def request_key(namespace: Mapping | "hashlib._Hash", query: str) -> str:
+    """Content address of one request: sha256 of the canonical namespace JSON and the query."""
+    h = namespace.copy() if hasattr(namespace, "hexdigest") else namespace_hash(namespace)
     h.update(query.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
@@ -62,11 +69,18 @@ class RequestCache:
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             self.directory.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            for attempt in range(100):  # switching to WAL does not wait on a busy file: retry
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, meta TEXT)"
+                    )
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.05)
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, meta TEXT)"
-            )
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 

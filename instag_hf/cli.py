@@ -70,7 +70,7 @@ def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch
 
 
 def _write_summary(out: Path, tagger, parts: dict) -> None:
-    record = {"tagger": tagger.describe(), "stats": tagger.stats.summary(), "datasets": parts}
+    record = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "datasets": parts}
     (out / "summary.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
     print(f"\n{tagger.stats.summary()}")
     print(f"Wrote {out.resolve()}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")

@@ -64,6 +64,9 @@ def _clean_explanation(value: Any) -> str:
 
 
 def _lookup(obj: dict, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in obj:
+            return obj[key]
     lowered = {str(k).strip().lower(): v for k, v in obj.items()}
     for key in keys:
         if key in lowered:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 from . import schema
 from .backends import Backend, GenerationParams, make_backend
-from .cache import RequestCache, request_key
+from .cache import RequestCache, namespace_hash, request_key
 from .parsing import parse_tags
 from .prompts import Template, get_template
 from .queries import QueryFormat, detect_format, extract_batch
@@ -44,6 +44,9 @@ class TagStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     statuses: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "statuses": dict(self.statuses)}
 
     def summary(self) -> str:
         st = ", ".join(f"{k}={v}" for k, v in sorted(self.statuses.items()))
@@ -147,7 +150,7 @@ class Tagger:
             desc = f"{self._backend.describe()} with template {self.template.id}"
             if desc not in _ANNOUNCED:
                 _ANNOUNCED.add(desc)
-                logger.info("instag_hf tagging backend: %s", desc)
+                logger.info("tagging backend: %s", desc)
         return self._backend
 
     @property
@@ -193,7 +196,7 @@ class Tagger:
             cut = False
             if len(text.encode("utf-8", "surrogatepass")) > limit:  # a token covers at least one byte
                 text, cut = self.backend.truncate(text[: limit * 16], limit)
-            namespace = namespace or self.namespace()
+            namespace = namespace or namespace_hash(self.namespace())
             key = request_key(namespace, text)
             if key in jobs:
                 jobs[key][1].append(i)

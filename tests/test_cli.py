@@ -1,0 +1,76 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from instag_hf.cli import main
+from instag_hf.samples import SAMPLES, load_sample
+
+KEYWORD = ["--backend", "instag_hf.testing:KeywordBackend"]
+
+
+def test_templates_lists_versioned_ids(capsys):
+    assert main(["templates"]) == 0
+    out = capsys.readouterr().out
+    assert "teacher@1" in out and "vicuna_v1.1@1" in out and "chatml@1" in out
+
+
+def test_tag_a_file_writes_dataset_jsonl_and_summary(tmp_path, capsys):
+    data = tmp_path / "mine.jsonl"
+    rows = [{"instruction": "Design a database schema for a library", "input": "", "output": "..."},
+            {"instruction": "", "input": "", "output": "nothing asked"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    assert main(["tag", str(data), *KEYWORD, "--output", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    lines = [json.loads(x) for x in (out / "mine.jsonl").read_text().splitlines()]
+    assert [r["instag_status"] for r in lines] == ["ok", "empty_query"]
+    assert (out / "mine" / "dataset_info.json").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["datasets"]["mine"]["rows"] == 2 and summary["datasets"]["mine"]["tagged_rows"] == 1
+    assert summary["tagger"]["template"] == "teacher@1"
+    assert "diversity" in capsys.readouterr().out
+
+
+def test_unknown_layout_exits_2_with_a_helpful_message(tmp_path):
+    data = tmp_path / "odd.jsonl"
+    data.write_text(json.dumps({"foo": "x", "bar": "y"}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "instag_hf", "tag", str(data), *KEYWORD, "--output", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "'foo'" in done.stderr and "--query-column" in done.stderr
+    ok = subprocess.run([sys.executable, "-m", "instag_hf", "tag", str(data), *KEYWORD, "--query-column", "foo",
+                         "--output", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_demo_tags_every_bundled_sample(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", *KEYWORD, "--output", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for name in SAMPLES:
+        assert summary["datasets"][name]["rows"] == len(load_sample(name))
+        assert (out / f"{name}.jsonl").exists()
+    assert summary["stats"]["rows"] == sum(len(load_sample(n)) for n in SAMPLES)
+
+
+def test_bundled_sample_covers_the_promised_mix():
+    alpaca, chat = load_sample("alpaca"), load_sample("chat")
+    assert 180 <= len(alpaca) + len(chat) <= 240
+    multi = [m for m in chat["messages"] if sum(x["role"] == "user" for x in m) > 1]
+    assert len(multi) >= 20
+    cats = set(alpaca["category"]) | set(chat["category"])
+    assert {"code", "math", "writing", "qa", "roleplay"} <= cats
+
+
+@pytest.mark.slow
+def test_demo_on_the_embedded_default(tmp_path):
+    """README's main command, shortened: the real default backend end to end."""
+    out = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "instag_hf", "demo", "--limit", "4", "--max-new-tokens", "48",
+                           "--output", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "transformers (HuggingFaceTB/SmolLM2-135M-Instruct) with template fewshot@1" in done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tagger"]["backend"]["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert summary["stats"]["rows"] == 8
