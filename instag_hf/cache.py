@@ -51,12 +51,20 @@ class RequestCache:
     """
 
     def __init__(self, directory: str | os.PathLike | None = None):
-        self.directory = Path(directory).expanduser() if directory else instag_home() / "requests"
-        self.path = self.directory / "requests.sqlite"
+        self._directory = directory
         self._local = threading.local()
 
+    @property
+    def directory(self) -> Path:
+        """The given folder, else ``$INSTAG_HF_HOME/requests`` as set when first used."""
+        return Path(self._directory).expanduser() if self._directory else instag_home() / "requests"
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "requests.sqlite"
+
     def __getstate__(self):
-        return {"directory": str(self.directory)}
+        return {"directory": None if self._directory is None else str(self._directory)}
 
     def __setstate__(self, state):
         self.__init__(state["directory"])

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 SAMPLE_PREFIX = "sample:"
+#: modules that contribute subcommands (normalize, analyze, sample, ...)
+COMMAND_MODULES = ("instag_hf.cli_normalize", "instag_hf.cli_analysis")
 
 
 def load_input(source: str, split: str = "train"):
@@ -38,7 +42,7 @@ def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--template", help="prompt template: teacher, vicuna_v1.1, chatml, fewshot (default: the backend's)")
     g.add_argument("--batch-size", type=int, default=16, help="prompts per backend call (default: 16)")
     g.add_argument("--max-query-tokens", type=int, default=1536)
-    g.add_argument("--max-new-tokens", type=int, default=256)
+    g.add_argument("--max-new-tokens", type=int, help="answer budget (default: the template's)")
     g.add_argument("--cache-dir", help="request cache folder (default: $INSTAG_HF_HOME/requests)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
     g.add_argument("--query-column", help="tag this plain text column")
@@ -130,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("templates", help="list the prompt templates")
     p.set_defaults(func=cmd_templates)
+
+    for name in COMMAND_MODULES:  # each adds its subcommands with add_commands(sub)
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).add_commands(sub)
     return parser
 
 

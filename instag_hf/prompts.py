@@ -101,6 +101,8 @@ class Template:
     response_prefix: str = ""
     vicuna: bool = False
     stop: tuple[str, ...] = ()
+    #: default answer budget when the Tagger is not given one
+    max_new_tokens: int = 256
     description: str = ""
 
     @property
@@ -147,11 +149,12 @@ TEMPLATES: dict[str, Template] = {
         Template(
             name="fewshot",
             version="1",
-            user="Tag the intentions of this query. Answer with a JSON list of {{\"tag\", \"explanation\"}} objects.\nQuery: {query}",
+            user="Tag the intentions of this query. Answer with a one-line JSON list of {{\"tag\", \"explanation\"}} objects; keep each explanation short.\nQuery: {query}",
             system="You label user queries with short intention tags in Title Case and answer only with JSON.",
             few_shot=_FEW_SHOT,
             response_prefix='[{"tag": "',
-            stop=("]",),
+            stop=("]", "\n"),
+            max_new_tokens=128,
             description="Few-shot prompt with a JSON prefill, for small local chat models (the embedded default).",
         ),
     )

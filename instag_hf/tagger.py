@@ -73,7 +73,8 @@ class Tagger:
     max_query_tokens:
         Longer queries are cut to this many tokens and get status ``truncated``.
     max_new_tokens, temperature:
-        Decoding; greedy (0.0) by default, as tags should be reproducible.
+        Decoding: the answer budget (default: the template's) and greedy (0.0)
+        by default, as tags should be reproducible.
     cache_dir:
         Folder of the request cache (default ``$INSTAG_HF_HOME/requests``).
         ``use_cache=False`` turns it off.
@@ -92,7 +93,7 @@ class Tagger:
         template: str | Template | None = None,
         batch_size: int = 16,
         max_query_tokens: int = 1536,
-        max_new_tokens: int = 256,
+        max_new_tokens: int | None = None,
         temperature: float = 0.0,
         cache_dir: str | None = None,
         use_cache: bool = True,
@@ -106,7 +107,7 @@ class Tagger:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if max_query_tokens < 1:
             raise ValueError(f"max_query_tokens must be >= 1, got {max_query_tokens}")
-        if max_new_tokens < 1:
+        if max_new_tokens is not None and max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -163,7 +164,7 @@ class Tagger:
     @property
     def params(self) -> GenerationParams:
         return GenerationParams(
-            max_new_tokens=self._config["max_new_tokens"],
+            max_new_tokens=self._config["max_new_tokens"] or self.template.max_new_tokens,
             temperature=self._config["temperature"],
             stop=self.template.stop,
         )
