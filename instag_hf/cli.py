@@ -11,6 +11,7 @@ from pathlib import Path
 
 SAMPLE_PREFIX = "sample:"
 #: modules that contribute subcommands (normalize, analyze, sample, ...)
+API_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
 COMMAND_MODULES = ("instag_hf.cli_normalize", "instag_hf.cli_analysis")
 
 
@@ -37,7 +38,8 @@ def load_input(source: str, split: str = "train"):
 
 def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tagger")
-    g.add_argument("--backend", default="auto", help="auto, transformers, or package.module:Class (default: auto)")
+    g.add_argument("--backend", default="auto",
+                   help="auto, openai, transformers, or package.module:Class (default: auto)")
     g.add_argument("--model", help="model for the backend (transformers: hub id, folder or 'embedded')")
     g.add_argument("--template", help="prompt template: teacher, vicuna_v1.1, chatml, fewshot (default: the backend's)")
     g.add_argument("--batch-size", type=int, default=16, help="prompts per backend call (default: 16)")
@@ -45,6 +47,11 @@ def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-new-tokens", type=int, help="answer budget (default: the template's)")
     g.add_argument("--cache-dir", help="request cache folder (default: $INSTAG_HF_HOME/requests)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
+    g.add_argument("--base-url", help="openai backend: server URL (default: $INSTAG_API_BASE_URL or OpenAI)")
+    g.add_argument("--api-key-env", help="openai backend: NAME of the environment variable holding the key")
+    g.add_argument("--concurrency", type=int, help="openai backend: requests in flight (default: 16)")
+    g.add_argument("--timeout", type=float, help="openai backend: seconds per attempt (default: 60)")
+    g.add_argument("--max-retries", type=int, help="openai backend: retries after the first attempt (default: 5)")
     g.add_argument("--query-column", help="tag this plain text column")
     g.add_argument("--format", help="force the layout: sharegpt, messages, alpaca, dolly, text")
 
@@ -57,6 +64,7 @@ def _tagger(args):
         max_query_tokens=args.max_query_tokens, max_new_tokens=args.max_new_tokens,
         cache_dir=args.cache_dir, use_cache=not args.no_cache, query_column=args.query_column,
         format=args.format,
+        **{k: getattr(args, k) for k in API_OPTIONS if getattr(args, k) is not None},
     )
 
 
@@ -74,9 +82,10 @@ def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch
 
 
 def _write_summary(out: Path, tagger, parts: dict) -> None:
-    record = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "datasets": parts}
+    record = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.backend.stats(),
+              "datasets": parts}
     (out / "summary.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
-    print(f"\n{tagger.stats.summary()}")
+    print(f"\n{tagger.summary()}")
     print(f"Wrote {out.resolve()}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
 
 

@@ -182,6 +182,16 @@ class Tagger:
         """Settings to publish with the tags (cards, reports). Holds no secret."""
         return {**self.namespace(), "max_query_tokens": self._config["max_query_tokens"]}
 
+    def summary(self) -> str:
+        """End-of-run summary: rows and statuses, cache hits, and the backend's own counters."""
+        lines = [self.stats.summary()]
+        if self.stats.prompt_tokens or self.stats.completion_tokens:
+            lines.append(f"tokens: {self.stats.prompt_tokens} prompt, {self.stats.completion_tokens} completion")
+        extra = self._backend.stats() if self._backend is not None else {}
+        if extra:
+            lines.append("backend: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+        return "\n".join(lines)
+
     # --- tagging ---------------------------------------------------------------------
     def tag_queries(self, queries: Sequence[str]) -> list[TurnResult]:
         """Tag single queries (one turn each); the building block of :meth:`__call__`."""
@@ -224,20 +234,17 @@ class Tagger:
         if not missing:
             return found
         backend, template, params = self.backend, self.template, self.params
-        size = self._config["batch_size"]
         bar = None
-        if self._config["progress"] and len(missing) > size:
+        if self._config["progress"] and len(missing) > self._config["batch_size"]:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(missing), desc="Tagging queries", unit="query", leave=False)
         try:
-            for start in range(0, len(missing), size):
-                keys = missing[start : start + size]
-                completions = backend.generate([template.render(requests[k]) for k in keys], params)
-                if len(completions) != len(keys):
-                    raise RuntimeError(f"backend {backend.name} returned {len(completions)} answers for {len(keys)} prompts")
+            prompts = [template.render(requests[k]) for k in missing]
+            for group in backend.stream(prompts, params, self._config["batch_size"]):
                 fresh = {}
-                for key, c in zip(keys, completions):
+                for i, c in group:
+                    key = missing[i]
                     self.stats.requests += 1
                     if c.error is not None or c.text is None:
                         found[key] = {"text": None, "error": c.error or "backend returned no text"}
@@ -252,7 +259,7 @@ class Tagger:
                 if self.cache is not None:
                     self.cache.put_many(fresh)
                 if bar is not None:
-                    bar.update(len(keys))
+                    bar.update(len(group))
         finally:
             if bar is not None:
                 bar.close()

@@ -13,9 +13,10 @@ import importlib
 from .base import Backend, Completion, GenerationParams
 
 BACKENDS: dict[str, str] = {
+    "openai": "instag_hf.backends.openai:OpenAIBackend",
     "transformers": "instag_hf.backends.transformers:TransformersBackend",
 }
-AUTO_ORDER: tuple[str, ...] = ("transformers",)
+AUTO_ORDER: tuple[str, ...] = ("openai", "transformers")
 
 __all__ = ["Backend", "Completion", "GenerationParams", "BACKENDS", "AUTO_ORDER", "make_backend", "backend_class"]
 

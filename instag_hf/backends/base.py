@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 from ..prompts import Prompt
 
@@ -54,6 +55,29 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
         """One :class:`Completion` per prompt, in order; failures as ``Completion(error=...)``."""
+
+    def stream(self, prompts: list[Prompt], params: GenerationParams,
+               batch_size: int | None = None) -> Iterator[list[tuple[int, Completion]]]:
+        """Yield groups of ``(index, completion)`` as they are ready.
+
+        The Tagger caches each group as soon as it arrives. The default calls
+        :meth:`generate` on ``batch_size`` prompts at a time; backends with their
+        own concurrency (HTTP) override it to yield answers as they finish.
+        """
+        size = batch_size or len(prompts) or 1
+        for start in range(0, len(prompts), size):
+            chunk = prompts[start : start + size]
+            completions = self.generate(chunk, params)
+            if len(completions) != len(chunk):
+                raise RuntimeError(f"backend {self.name} returned {len(completions)} answers for {len(chunk)} prompts")
+            yield list(enumerate(completions, start))
+
+    def close(self) -> None:
+        """Release connections, engines or threads; the backend may be used again after."""
+
+    def stats(self) -> dict:
+        """Backend-specific counters (requests sent, retries, failures by kind, ...)."""
+        return {}
 
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
         """Cut ``text`` to about ``max_tokens`` tokens; returns (text, was_cut).

@@ -1,0 +1,339 @@
+"""OpenAI-compatible chat-completions backend (OpenAI, gateways, `vllm serve`, llama.cpp server).
+
+Requests run on a private asyncio loop in a background thread (so it also works
+inside Jupyter's running loop), at most ``concurrency`` at a time, and answers are
+handed back as they finish, so the Tagger caches each one at once. Transient
+failures (timeouts, dropped connections, 408/409/429/5xx, a cut-off response body)
+are retried with exponential backoff and full jitter, waiting at least what a
+``Retry-After`` header asks. The API key is read from the environment at request
+time; it is never stored on the object, pickled, logged, cached or published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import email.utils
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from typing import Iterator
+
+from ..prompts import TAGS_JSON_SCHEMA, Prompt
+from .base import Backend, Completion, GenerationParams
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "gpt-4o-mini"
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+RESPONSE_FORMATS = ("auto", "json_schema", "json_object", "none")
+_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
+SCHEMA_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "instag_tags",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"tags": TAGS_JSON_SCHEMA},
+            "required": ["tags"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread, for submitting coroutines from sync code."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="instag-openai", daemon=True)
+        self.thread.start()
+        self.session = None
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Close the HTTP session and stop the loop (idempotent)."""
+        if self.loop.is_closed():
+            return
+        if self.session is not None and not self.session.closed:
+            try:
+                self.submit(self.session.close()).result(5)
+            except Exception:
+                pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+    def submit(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+
+class OpenAIBackend(Backend):
+    """Tags through any server that speaks the chat-completions API.
+
+    Parameters: ``model``; ``base_url`` (default ``$INSTAG_API_BASE_URL``, then
+    ``$OPENAI_BASE_URL``, then OpenAI); ``api_key_env``, the *name* of the
+    environment variable holding the key (none needed for local servers);
+    ``concurrency``, requests in flight; ``timeout``, seconds per attempt;
+    ``max_retries``, extra attempts after the first; ``backoff_base`` /
+    ``backoff_max``, the exponential backoff in seconds; ``max_retry_after``, the
+    longest ``Retry-After`` honoured before giving up; ``response_format``:
+    ``auto`` tries a JSON schema, then JSON mode, then none, as the server
+    rejects each; ``extra_body`` is merged into every request.
+    """
+
+    name = "openai"
+    default_template = "teacher"
+
+    def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 16, timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 0.5,
+                 backoff_max: float = 30.0, max_retry_after: float = 120.0, response_format: str = "auto",
+                 revision: str | None = None, extra_body: dict | None = None):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, got {response_format!r}")
+        if api_key_env and api_key_env.startswith(("sk-", "Bearer ")):
+            raise ValueError("api_key_env takes the NAME of an environment variable, not the key itself")
+        self.model = model or os.environ.get("INSTAG_API_MODEL") or DEFAULT_MODEL
+        self.base_url = (base_url or os.environ.get("INSTAG_API_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+                         or DEFAULT_BASE_URL).rstrip("/")
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self.response_format = response_format
+        self.revision = revision
+        self.extra_body = extra_body or {}
+        self._init_runtime()
+
+    _CONFIG = ("model", "base_url", "api_key_env", "concurrency", "timeout", "max_retries", "backoff_base",
+               "backoff_max", "max_retry_after", "response_format", "revision", "extra_body")
+
+    def _init_runtime(self) -> None:
+        self._runner: _LoopThread | None = None
+        self._runner_pid: int | None = None
+        self._format = "json_schema" if self.response_format == "auto" else self.response_format
+        self._stats = {"requests_sent": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                       "transient_errors": Counter(), "failures": Counter()}
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self._CONFIG}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    @classmethod
+    def auto_config(cls) -> dict | None:
+        """Picked by ``backend="auto"`` when ``INSTAG_API_BASE_URL`` is set."""
+        base_url = os.environ.get("INSTAG_API_BASE_URL")
+        if not base_url:
+            return None
+        return {"base_url": base_url, "api_key_env": os.environ.get("INSTAG_API_KEY_ENV", "OPENAI_API_KEY")}
+
+    def identity(self) -> dict:
+        return {"backend": self.name, "model": self.model, "revision": self.revision}
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.model} at {self.base_url}, concurrency {self.concurrency})"
+
+    def stats(self) -> dict:
+        s = dict(self._stats)
+        s["transient_errors"] = dict(s["transient_errors"])
+        s["failures"] = dict(s["failures"])
+        return s
+
+    # --- sync entry points -------------------------------------------------------------
+    def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        out: list[Completion | None] = [None] * len(prompts)
+        for group in self.stream(prompts, params):
+            for i, completion in group:
+                out[i] = completion
+        return out  # type: ignore[return-value]
+
+    def stream(self, prompts: list[Prompt], params: GenerationParams,
+               batch_size: int | None = None) -> Iterator[list[tuple[int, Completion]]]:
+        """Yield groups of (index, completion) as requests finish, ``concurrency`` in flight."""
+        if not prompts:
+            return
+        if self._runner is None or self._runner_pid != os.getpid():
+            self._runner, self._runner_pid = _LoopThread(), os.getpid()
+        results: queue.SimpleQueue = queue.SimpleQueue()
+        future = self._runner.submit(self._run_all(prompts, params, results))
+        received = 0
+        try:
+            while received < len(prompts):
+                try:
+                    group = [results.get(timeout=0.5)]
+                except queue.Empty:
+                    if future.done():
+                        future.result()  # raises what went wrong
+                        raise RuntimeError("request loop ended early")
+                    continue
+                while True:
+                    try:
+                        group.append(results.get_nowait())
+                    except queue.Empty:
+                        break
+                received += len(group)
+                yield group
+        finally:
+            if not future.done():
+                future.cancel()
+
+    # --- async core ---------------------------------------------------------------------
+    async def _client(self):
+        import aiohttp
+
+        runner = self._runner
+        if runner.session is None or runner.session.closed:
+            connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
+            runner.session = aiohttp.ClientSession(connector=connector)
+        return runner.session
+
+    def close(self) -> None:
+        if self._runner is not None and self._runner_pid == os.getpid():
+            self._runner.close()
+        self._runner = None
+
+    async def _run_all(self, prompts: list[Prompt], params: GenerationParams, results: queue.SimpleQueue) -> None:
+        session = await self._client()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(i: int, prompt: Prompt) -> None:
+            async with gate:
+                try:
+                    completion = await self._request(session, prompt, params)
+                except Exception as exc:  # a bug here must still leave a per-row status
+                    completion = Completion(error=f"client error: {type(exc).__name__}: {exc}")
+            results.put((i, completion))
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+
+    def _body(self, prompt: Prompt, params: GenerationParams) -> dict:
+        body = {"model": self.model, "messages": list(prompt.messages), "max_tokens": params.max_new_tokens,
+                "temperature": params.temperature}
+        if params.stop:
+            body["stop"] = list(params.stop)[:4]
+        if self._format == "json_schema":
+            body["response_format"] = SCHEMA_FORMAT
+        elif self._format == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        body.update(self.extra_body)
+        return body
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+        return max(delay, retry_after) if retry_after is not None else delay
+
+    async def _request(self, session, prompt: Prompt, params: GenerationParams) -> Completion:
+        import aiohttp
+
+        url = f"{self.base_url}/chat/completions"
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        attempt = 0
+        while True:
+            body = self._body(prompt, params)
+            retry_after = None
+            self._stats["requests_sent"] += 1
+            try:
+                async with session.post(url, json=body, headers=self._headers(), timeout=timeout) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            except asyncio.TimeoutError:
+                kind, detail = "timeout", f"no answer within {self.timeout:g} s"
+            except aiohttp.ClientPayloadError as exc:
+                kind, detail = "malformed_response", str(exc)
+            except aiohttp.ClientError as exc:
+                kind, detail = "connection", f"{type(exc).__name__}: {exc}"
+            else:
+                if status == 200:
+                    completion = self._completion(raw)
+                    if completion is not None:
+                        return completion
+                    kind, detail = "malformed_response", f"unreadable response body ({len(raw)} bytes)"
+                elif status in RETRYABLE_STATUS:
+                    kind, detail = f"http_{status}", _error_message(raw)
+                elif status in (400, 422) and "response_format" in body and _FALLBACK.get(self._format):
+                    logger.warning("%s rejected response_format %s (%s); falling back to %s", self.base_url,
+                                   self._format, _error_message(raw), _FALLBACK[self._format])
+                    self._format = _FALLBACK[self._format]
+                    continue
+                else:
+                    self._stats["failures"][f"http_{status}"] += 1
+                    return Completion(error=f"http_{status}: {_error_message(raw)}")
+            self._stats["transient_errors"][kind] += 1
+            if attempt >= self.max_retries:
+                self._stats["failures"][kind] += 1
+                return Completion(error=f"{kind} after {attempt + 1} attempts: {detail}")
+            if retry_after is not None and retry_after > self.max_retry_after:
+                self._stats["failures"][kind] += 1
+                return Completion(error=f"{kind}: server asked to retry after {retry_after:.0f} s (> max_retry_after)")
+            self._stats["retries"] += 1
+            await asyncio.sleep(self._backoff(attempt, retry_after))
+            attempt += 1
+
+    def _completion(self, raw: bytes) -> Completion | None:
+        try:
+            data = json.loads(raw)
+            content = data["choices"][0]["message"].get("content")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return None
+        usage = data.get("usage") or {}
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt_tokens, int):
+            self._stats["prompt_tokens"] += prompt_tokens
+        if isinstance(completion_tokens, int):
+            self._stats["completion_tokens"] += completion_tokens
+        return Completion(text=content or "", prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        data = json.loads(raw)
+        message = data.get("error", {}).get("message") if isinstance(data.get("error"), dict) else data.get("error")
+        if message:
+            return str(message)[:300]
+    except (ValueError, AttributeError):
+        pass
+    return raw[:300].decode("utf-8", "replace")
