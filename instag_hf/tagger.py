@@ -285,13 +285,20 @@ class Tagger:
         self.stats.statuses.update(r[schema.STATUS] for r in rows)
         return rows
 
-    def __call__(self, batch: Mapping[str, Any]) -> dict:
+    def __call__(self, batch: Mapping[str, Any], rank: int | None = None) -> dict:
         """The ``map`` transform, for one row or (better) a batch of rows.
+
+        With ``map(num_proc=N, with_rank=True)`` each worker gets its ``rank``; a
+        backend that runs on a GPU pins itself to GPU ``rank`` before it starts.
 
         ``datasets`` infers the new columns' types from the first batch written; if
         that whole batch could come back without a single tag (a backend that is
         down), pass ``features=`` as :meth:`map` does.
         """
+        if rank is not None and self._backend is None:
+            bind = getattr(self.backend, "bind_device", None)
+            if bind is not None:
+                bind(rank)
         fmt = self._format(list(batch))
         if _is_single_row(batch, fmt):
             return self.tag_rows([fmt.extract(batch)])[0]

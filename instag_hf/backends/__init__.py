@@ -15,8 +15,9 @@ from .base import Backend, Completion, GenerationParams
 BACKENDS: dict[str, str] = {
     "openai": "instag_hf.backends.openai:OpenAIBackend",
     "transformers": "instag_hf.backends.transformers:TransformersBackend",
+    "vllm": "instag_hf.backends.vllm:VLLMBackend",
 }
-AUTO_ORDER: tuple[str, ...] = ("openai", "transformers")
+AUTO_ORDER: tuple[str, ...] = ("vllm", "openai", "transformers")
 
 __all__ = ["Backend", "Completion", "GenerationParams", "BACKENDS", "AUTO_ORDER", "make_backend", "backend_class"]
 

@@ -1,0 +1,159 @@
+"""vLLM offline-engine backend: InsTagger (or any tagger model) on GPUs.
+
+One ``vllm.LLM`` per process, created on first use; each call sends the whole batch
+in one ``LLM.generate`` (templates with a fixed prompt text, such as Vicuna v1.1) or
+``LLM.chat`` (chat templates) call, greedy, with ``max_tokens`` set and, unless turned
+off, JSON output enforced through ``SamplingParams(structured_outputs=
+StructuredOutputsParams(json=...))``. vLLM is imported only when the engine starts.
+
+Several GPUs of one machine: run one engine per GPU with
+``ds.map(tagger, batched=True, num_proc=N, with_rank=True)`` (see
+:func:`instag_hf.gpus.tag_on_gpus`, which also sets the spawn start method), or
+one engine over all GPUs with ``tensor_parallel_size``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+
+from ..prompts import TAGS_JSON_SCHEMA, Prompt
+from .base import Backend, Completion, GenerationParams
+
+logger = logging.getLogger(__name__)
+
+INSTAGGER = "OFA-Sys/InsTagger"
+
+
+class VLLMBackend(Backend):
+    """Parameters: ``model`` (default InsTagger), ``revision``; engine arguments
+    ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len`` (InsTagger:
+    2048), ``dtype``, ``seed`` and any other ``engine_kwargs`` (e.g. ``load_format=
+    "dummy"``); ``structured``: constrain answers to the tag JSON schema.
+    """
+
+    name = "vllm"
+    default_template = "vicuna_v1.1"
+
+    def __init__(self, model: str = INSTAGGER, revision: str | None = None, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = 2048, dtype: str = "auto",
+                 seed: int = 0, structured: bool = True, engine_kwargs: dict | None = None):
+        if tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
+        if not 0 < gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        self.model = model
+        self.revision = revision
+        self.tensor_parallel_size = tensor_parallel_size
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.max_model_len = max_model_len
+        self.dtype = dtype
+        self.seed = seed
+        self.structured = structured
+        self.engine_kwargs = dict(engine_kwargs or {})
+        self._lock = threading.Lock()
+        self._llm = None
+        self.device_rank: int | None = None
+
+    _CONFIG = ("model", "revision", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype",
+               "seed", "structured", "engine_kwargs")
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self._CONFIG}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    @classmethod
+    def auto_config(cls) -> dict | None:
+        """Picked by ``backend="auto"`` when vLLM is installed and a CUDA GPU is visible."""
+        if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
+            return None
+        import torch
+
+        return {"model": INSTAGGER} if torch.cuda.is_available() else None
+
+    def identity(self) -> dict:
+        return {"backend": self.name, "model": self.model, "revision": self.revision}
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.model}, tensor_parallel_size={self.tensor_parallel_size})"
+
+    def bind_device(self, rank: int) -> None:
+        """Pin this process's engine to one GPU (``map(with_rank=True)`` workers), before it starts."""
+        if self._llm is not None:
+            raise RuntimeError("the vLLM engine already started; bind the device first")
+        gpus = self.tensor_parallel_size
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(rank * gpus + i) for i in range(gpus))
+        # map workers are daemonic and may not start vLLM's engine-core process
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        self.device_rank = rank
+
+    def engine_args(self) -> dict:
+        args = dict(model=self.model, tensor_parallel_size=self.tensor_parallel_size,
+                    gpu_memory_utilization=self.gpu_memory_utilization, dtype=self.dtype, seed=self.seed)
+        if self.revision:
+            args["revision"] = self.revision
+        if self.max_model_len:
+            args["max_model_len"] = self.max_model_len
+        args.update(self.engine_kwargs)
+        return args
+
+    def _engine(self):
+        with self._lock:
+            if self._llm is None:
+                from vllm import LLM
+
+                logger.info("starting vLLM engine for %s", self.model)
+                self._llm = LLM(**self.engine_args())
+            return self._llm
+
+    def sampling_params(self, params: GenerationParams, structured: bool):
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        kwargs = dict(max_tokens=params.max_new_tokens, temperature=params.temperature, seed=self.seed)
+        if params.stop:
+            kwargs.update(stop=list(params.stop), include_stop_str_in_output=True)
+        if structured:
+            kwargs["structured_outputs"] = StructuredOutputsParams(json=TAGS_JSON_SCHEMA)
+        return SamplingParams(**kwargs)
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        tokenizer = self._engine().get_tokenizer()
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) <= max_tokens:
+            return text, False
+        return tokenizer.decode(ids[:max_tokens]), True
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        if not prompts:
+            return []
+        try:
+            return self._generate(prompts, params)
+        except Exception as exc:  # the engine failed for this batch: explicit per-row errors
+            logger.exception("vLLM generation failed for a batch of %d", len(prompts))
+            return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
+
+    def _generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        llm = self._engine()
+        prefixed = any(p.response_prefix for p in prompts)
+        # A prefilled answer is continued mid-JSON, which a whole-document schema would reject.
+        sampling = self.sampling_params(params, structured=self.structured and not prefixed)
+        if all(p.text is not None for p in prompts):
+            outputs = llm.generate([p.text + p.response_prefix for p in prompts], sampling, use_tqdm=False)
+        elif prefixed:
+            conversations = [list(p.messages) + [{"role": "assistant", "content": p.response_prefix}] for p in prompts]
+            outputs = llm.chat(conversations, sampling, use_tqdm=False, add_generation_prompt=False,
+                               continue_final_message=True)
+        else:
+            outputs = llm.chat([list(p.messages) for p in prompts], sampling, use_tqdm=False)
+        results = []
+        for prompt, out in zip(prompts, outputs):
+            best = out.outputs[0]
+            results.append(Completion(text=prompt.response_prefix + best.text,
+                                      prompt_tokens=len(out.prompt_token_ids or []),
+                                      completion_tokens=len(best.token_ids)))
+        return results
