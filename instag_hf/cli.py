@@ -12,7 +12,7 @@ from pathlib import Path
 SAMPLE_PREFIX = "sample:"
 #: modules that contribute subcommands (normalize, analyze, sample, ...)
 API_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
-COMMAND_MODULES = ("instag_hf.cli_normalize", "instag_hf.cli_analysis")
+COMMAND_MODULES = ("instag_hf.cli_normalize", "instag_hf.cli_analysis", "instag_hf.cli_publish", "instag_hf.cli_quality")
 
 
 def load_input(source: str, split: str = "train"):
