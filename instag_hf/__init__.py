@@ -14,6 +14,11 @@ from .prompts import TEMPLATES, Prompt, Template, get_template
 from .queries import QueryFormatError, detect_format
 from .samples import load_sample
 from .tagger import Tagger, TagStats, TurnResult
+from .metrics import (Analysis, DatasetMetrics, analyze, complexity, coverage, dataset_metrics, diversity,
+                      recall_matrix, tag_recall, top_tags)
+from .report import write_report
+from .sampling import SelectionReport, sample, select_indices, selection_report
+from .tagsets import TagSets
 
 __version__ = "0.1.0"
 
@@ -31,4 +36,9 @@ tag = Tagger()
 __all__ = [
     "Tagger", "TagStats", "TurnResult", "tag", "parse_tags", "ParseResult", "Template", "Prompt",
     "TEMPLATES", "get_template", "detect_format", "QueryFormatError", "load_sample", "schema",
+]
+__all__ += [
+    "TagSets", "analyze", "Analysis", "DatasetMetrics", "dataset_metrics", "diversity", "complexity", "coverage",
+    "tag_recall", "recall_matrix", "top_tags", "write_report", "sample", "select_indices", "selection_report",
+    "SelectionReport",
 ]
