@@ -5,7 +5,7 @@
 2. The embedded model (SmolLM2-135M on CPU): queries/s batched against one query
    at a time, on the same queries, cache off.
 
-    python benchmarks/bench_tagging.py [--rows 20000] [--queries 32] [--skip-model]
+    python benchmarks/bench_tagging.py [--rows 20000] [--queries 16] [--batch-sizes 1 16] [--skip-model]
 """
 
 from __future__ import annotations
@@ -62,31 +62,30 @@ def overhead(rows: int) -> list[tuple]:
     return [(label, rows / secs, ratio) for label, secs, ratio in results]
 
 
-def model_speed(n: int, max_new_tokens: int) -> list[tuple]:
-    chat = load_sample("chat")
-    fmt = detect_format(chat.column_names)
-    turns = [t for row in chat for t in fmt.extract(row) if t.strip()]
-    alpaca = load_sample("alpaca")
-    fmt_a = detect_format(alpaca.column_names)
-    pool = list(dict.fromkeys([t for row in alpaca for t in fmt_a.extract(row)] + turns))
-    queries = pool[:n]
-    results = []
-    warm = Tagger(use_cache=False, progress=False, max_new_tokens=8)
-    warm.tag_queries(["warm up the model"])
-    for bs in (1, 8, 16):
+def model_speed(n: int, max_new_tokens: int, batch_sizes: list[int]):
+    """Yield (batch size, queries/s, output tokens/s, ratio vs the first batch size, parsed ok)."""
+    pool = []
+    for name in ("alpaca", "chat"):
+        ds = load_sample(name)
+        fmt = detect_format(ds.column_names)
+        pool += [t for row in ds for t in fmt.extract(row) if t.strip()]
+    queries = list(dict.fromkeys(pool))[:n]
+    Tagger(use_cache=False, progress=False, max_new_tokens=8).tag_queries(["warm up the model"])
+    base = None
+    for bs in batch_sizes:
         tagger = Tagger(use_cache=False, progress=False, batch_size=bs, max_new_tokens=max_new_tokens)
         secs, out = _timed(lambda: tagger.tag_queries(queries))
-        ok = sum(r.status == "ok" for r in out)
-        results.append((bs, n / secs, tagger.stats.completion_tokens / secs, ok))
-    base = results[0][1]
-    return [(bs, qps, tps, qps / base, ok) for bs, qps, tps, ok in results]
+        qps = n / secs
+        base = base or qps
+        yield bs, qps, tagger.stats.completion_tokens / secs, qps / base, sum(r.status == "ok" for r in out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=20000)
-    ap.add_argument("--queries", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--queries", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--skip-model", action="store_true")
     args = ap.parse_args()
     disable_progress_bars()
@@ -101,8 +100,8 @@ def main() -> None:
         print(f"\n### Embedded model, SmolLM2-135M-Instruct on CPU ({args.queries} queries, "
               f"max_new_tokens={args.max_new_tokens}, cache off)\n")
         print("| batch size | queries/s | output tokens/s | ratio vs one at a time | parsed ok |\n|---:|---:|---:|---:|---:|")
-        for bs, qps, tps, ratio, ok in model_speed(args.queries, args.max_new_tokens):
-            print(f"| {bs} | {qps:.2f} | {tps:.1f} | {ratio:.2f} | {ok}/{args.queries} |")
+        for bs, qps, tps, ratio, ok in model_speed(args.queries, args.max_new_tokens, args.batch_sizes):
+            print(f"| {bs} | {qps:.2f} | {tps:.1f} | {ratio:.2f} | {ok}/{args.queries} |", flush=True)
 
 
 if __name__ == "__main__":
