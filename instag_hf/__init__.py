@@ -14,11 +14,14 @@ from .prompts import TEMPLATES, Prompt, Template, get_template
 from .queries import QueryFormatError, detect_format
 from .samples import load_sample
 from .tagger import Tagger, TagStats, TurnResult
+from .normalize import TagMapping, TagNormalizer
 from .metrics import (Analysis, DatasetMetrics, analyze, complexity, coverage, dataset_metrics, diversity,
                       recall_matrix, tag_recall, top_tags)
 from .report import write_report
 from .sampling import SelectionReport, sample, select_indices, selection_report
 from .tagsets import TagSets
+from .quality import LLMJudge, LocalTagModel, distill_dataset, evaluate_tags, tag_f1
+from .publish import InstagDatasetCard, push_to_hub, write_dataset_card
 
 __version__ = "0.1.0"
 
@@ -42,3 +45,6 @@ __all__ += [
     "tag_recall", "recall_matrix", "top_tags", "write_report", "sample", "select_indices", "selection_report",
     "SelectionReport",
 ]
+__all__ += ["TagNormalizer", "TagMapping"]
+__all__ += ["push_to_hub", "InstagDatasetCard", "write_dataset_card"]
+__all__ += ["evaluate_tags", "tag_f1", "LLMJudge", "distill_dataset", "LocalTagModel"]

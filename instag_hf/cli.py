@@ -109,15 +109,19 @@ def cmd_tag(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from .pipeline import run_pipeline
     from .samples import SAMPLES, load_sample
 
     tagger = _tagger(args)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    parts = {}
+    samples = {}
     for name in SAMPLES:
-        parts[name] = _tag_and_save(tagger, load_sample(name), out, name, args.limit, args.map_batch_size)
-    _write_summary(out, tagger, parts)
+        ds = load_sample(name)
+        samples[name] = ds.select(range(min(args.limit, len(ds)))) if args.limit is not None else ds
+    written = run_pipeline(samples, args.output, tagger, select=args.select, strategy=args.strategy, seed=args.seed)
+    print(f"\n{tagger.summary()}\n")
+    width = max(map(len, written))
+    for what, path in written.items():
+        print(f"{what:<{width}}  {path.resolve()}")
     return 0
 
 
@@ -133,10 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instag", description="InsTag intention tagging for SFT datasets")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="tag the bundled sample with the default backend and print a summary")
+    p = sub.add_parser("demo", help="the whole pipeline on the bundled sample: tag, normalize, analyze, select, card")
     p.add_argument("--output", default="instag-output", help="output folder (default: instag-output)")
-    p.add_argument("--limit", type=int, help="tag only the first N rows of each sample")
-    p.add_argument("--map-batch-size", type=int, default=64, help="rows per Dataset.map batch (default: 64)")
+    p.add_argument("--limit", type=int, help="use only the first N rows of each sample")
+    p.add_argument("--select", type=int, default=50, help="rows to select (default: 50)")
+    p.add_argument("--strategy", default="cfd", help="selection strategy (default: cfd)")
+    p.add_argument("--seed", type=int, default=0)
     _add_tagger_options(p)
     p.set_defaults(func=cmd_demo)
 

@@ -44,14 +44,46 @@ def test_unknown_layout_exits_2_with_a_helpful_message(tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_demo_tags_every_bundled_sample(tmp_path):
-    out = tmp_path / "demo"
-    assert main(["demo", *KEYWORD, "--output", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+def check_demo_folder(out, rows, selected):
+    """`instag demo`'s output folder, file by file."""
+    from datasets import load_from_disk
+
+    from instag_hf.normalize import TagMapping
+
+    tagged = load_from_disk(str(out / "tagged"))
+    assert len(tagged) == rows and set(tagged["source"]) == set(SAMPLES)
+    assert {"messages", "instag_tags", "instag_status", "instag_norm_tags"} <= set(tagged.column_names)
+    assert len((out / "tagged.jsonl").read_text().splitlines()) == rows
+    mapping = TagMapping.load(out / "tag_mapping.json")
+    norm = {t for row in tagged["instag_norm_tags"] for t in row}
+    assert norm and norm <= set(mapping.vocabulary)
+    assert "frequency" in (out / "normalization.md").read_text().lower()
+    report = out / "report"
+    assert {"report.md", "report.html", "metrics.json", "diversity_complexity.png", "tag_recall.png"} <= {
+        p.name for p in report.iterdir()}
+    assert "data:image/png;base64," in (report / "report.html").read_text()
+    subset = load_from_disk(str(out / "selected"))
+    assert len(subset) == selected and len((out / "selected.jsonl").read_text().splitlines()) == selected
+    assert "coverage" in (out / "selection.md").read_text().lower()
+    card = (out / "hub" / "README.md").read_text()
+    assert card.startswith("---\n") and f"selected_cfd_{selected}" in card and "tag_mapping" in card
+    for config in ("default", "tag_vocabulary", "tag_mapping", f"selected_cfd_{selected}"):
+        assert list((out / "hub" / "data" / config).glob("*.parquet")), config
+    for png in (out / "hub" / "plots").glob("*.png"):
+        assert f"plots/{png.name}" in card
     summary = json.loads((out / "summary.json").read_text())
-    for name in SAMPLES:
-        assert summary["datasets"][name]["rows"] == len(load_sample(name))
-        assert (out / f"{name}.jsonl").exists()
-    assert summary["stats"]["rows"] == sum(len(load_sample(n)) for n in SAMPLES)
+    assert summary["rows"] == rows and summary["selected"] == selected
+    return summary
+
+
+def test_demo_runs_the_whole_pipeline_into_one_folder(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", *KEYWORD, "--output", str(out), "--cache-dir", str(tmp_path / "c"), "--select", "30"]) == 0
+    rows = sum(len(load_sample(n)) for n in SAMPLES)
+    summary = check_demo_folder(out, rows, 30)
+    assert summary["stats"]["rows"] == rows
+    printed = capsys.readouterr().out
+    assert str((out / "hub").resolve()) in printed and str((out / "report").resolve()) in printed
 
 
 def test_bundled_sample_covers_the_promised_mix():
@@ -68,9 +100,8 @@ def test_demo_on_the_embedded_default(tmp_path):
     """README's main command, shortened: the real default backend end to end."""
     out = tmp_path / "demo"
     done = subprocess.run([sys.executable, "-m", "instag_hf", "demo", "--limit", "4", "--max-new-tokens", "48",
-                           "--output", str(out)], capture_output=True, text=True, timeout=600)
+                           "--select", "5", "--output", str(out)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "transformers (HuggingFaceTB/SmolLM2-135M-Instruct) with template fewshot@1" in done.stderr
-    summary = json.loads((out / "summary.json").read_text())
+    summary = check_demo_folder(out, 8, 5)
     assert summary["tagger"]["backend"]["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert summary["stats"]["rows"] == 8

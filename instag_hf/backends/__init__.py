@@ -16,6 +16,7 @@ BACKENDS: dict[str, str] = {
     "openai": "instag_hf.backends.openai:OpenAIBackend",
     "transformers": "instag_hf.backends.transformers:TransformersBackend",
     "vllm": "instag_hf.backends.vllm:VLLMBackend",
+    "local": "instag_hf.backends.local:LocalBackend",
 }
 AUTO_ORDER: tuple[str, ...] = ("vllm", "openai", "transformers")
 

@@ -1,0 +1,142 @@
+"""Local backend: a saved :class:`~instag_hf.quality.local_model.LocalTagModel` as a tagging backend.
+
+``Tagger(backend="local", model="path/to/folder")`` (CLI: ``--backend local --model
+folder``) tags on CPU with a sentence encoder and a classifier instead of an LLM. It
+answers with the same JSON tag list a teacher gives, so the normal parser, statuses
+and request cache apply. Its default template is ``chatml`` (the raw query as the
+user turn); with another template the query is cut back out of the rendered prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from ..prompts import TEMPLATES, Prompt
+from .base import Backend, Completion, GenerationParams
+
+
+def _wrappers() -> list[tuple[str, str]]:
+    """(text before, text after) the query in each registered template's user turn, longest first."""
+    found = set()
+    for t in TEMPLATES.values():
+        if "{query}" in t.user:
+            before, _, after = t.user.partition("{query}")
+            pair = (before.replace("{{", "{").replace("}}", "}"), after.replace("{{", "{").replace("}}", "}"))
+            if pair != ("", ""):
+                found.add(pair)
+    return sorted(found, key=lambda p: -(len(p[0]) + len(p[1])))
+
+
+_WRAPPERS = _wrappers()
+
+
+def query_of(prompt: Prompt) -> str:
+    """The query inside a rendered prompt: the last user turn, unwrapped from a known template."""
+    users = [m["content"] for m in prompt.messages if m.get("role") == "user"]
+    text = users[-1] if users else (prompt.text or "")
+    for before, after in _WRAPPERS:
+        if text.startswith(before) and text.endswith(after) and len(text) >= len(before) + len(after):
+            return text[len(before): len(text) - len(after)]
+    return text
+
+
+class LocalBackend(Backend):
+    """Tags with a trained local tagger folder (``instag train-local``).
+
+    Parameters
+    ----------
+    model:
+        The folder written by :meth:`LocalTagModel.save`.
+    threshold, max_tags:
+        Override the folder's tuned threshold / tag cap (they become part of the cache key).
+    batch_size:
+        Queries embedded per call; the backend groups at least this many, whatever the
+        Tagger's own ``batch_size``.
+    explanations:
+        Put the tag's score in each explanation ("local tagger score 0.87"); else empty.
+    """
+
+    name = "local"
+    default_template = "chatml"
+
+    def __init__(self, model: str, revision: str | None = None, threshold: float | None = None,
+                 max_tags: int | None = None, batch_size: int = 256, explanations: bool = True):
+        if not model:
+            raise ValueError("the local backend needs model=<folder written by `instag train-local`>")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if max_tags is not None and max_tags < 1:
+            raise ValueError(f"max_tags must be >= 1, got {max_tags}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = str(model)
+        self.revision = revision
+        self.threshold = threshold
+        self.max_tags = max_tags
+        self.batch_size = batch_size
+        self.explanations = explanations
+        self._lock = threading.Lock()
+        self._loaded = None
+        self._config: dict | None = None
+
+    _CONFIG = ("model", "revision", "threshold", "max_tags", "batch_size", "explanations")
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self._CONFIG}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def _folder_config(self) -> dict:
+        if self._config is None:
+            path = Path(self.model) / "config.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"{self.model} is not a local tagger folder (no config.json); "
+                                        "train one with `instag train-local`")
+            self._config = json.loads(path.read_text(encoding="utf-8"))
+        return self._config
+
+    def identity(self) -> dict:
+        config = self._folder_config()
+        ident = {"backend": self.name, "model": str(Path(self.model).resolve()),
+                 "revision": self.revision or config.get("fingerprint"), "embedder": config.get("embedder")}
+        if self.threshold is not None:
+            ident["threshold"] = self.threshold
+        if self.max_tags is not None:
+            ident["max_tags"] = self.max_tags
+        return ident
+
+    def describe(self) -> str:
+        config = self._folder_config()
+        return (f"{self.name} ({config.get('method')} over {config.get('embedder')}, "
+                f"{config.get('info', {}).get('tags', '?')} tags, from {self.model})")
+
+    def load(self):
+        with self._lock:
+            if self._loaded is None:
+                from ..quality.local_model import LocalTagModel
+
+                self._loaded = LocalTagModel.load(self.model)
+            return self._loaded
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        if not prompts:
+            return []
+        model = self.load()
+        try:
+            found = model.predict([query_of(p) for p in prompts], self.threshold, self.max_tags)
+        except Exception as exc:
+            return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
+        out = []
+        for tags in found:
+            items = [{"tag": t, "explanation": f"local tagger score {s:.2f}" if self.explanations else ""}
+                     for t, s in tags]
+            out.append(Completion(text=json.dumps(items, ensure_ascii=False)))
+        return out
+
+    def stream(self, prompts: list[Prompt], params: GenerationParams,
+               batch_size: int | None = None) -> Iterator[list[tuple[int, Completion]]]:
+        yield from super().stream(prompts, params, max(batch_size or 0, self.batch_size))

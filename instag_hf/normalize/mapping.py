@@ -1,0 +1,215 @@
+"""``TagMapping``: raw tag -> canonical tag, as fitted by :class:`TagNormalizer`, applied with ``Dataset.map``.
+
+It is plain data (lists and dicts) when pickled, so a ``datasets`` fingerprint of
+``ds.map(mapping)`` is stable across processes and runs, and it saves to JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Iterable
+
+from .. import schema
+from .report import NormalizationReport
+
+FORMAT = "instag_hf.TagMapping"
+VERSION = 1
+COLUMNS = ("raw_tag", "count", "rule_tag", "semantic_tag", "canonical_tag", "stage")
+UNKNOWN = ("drop", "keep", "rules")
+#: ``stage`` of a raw tag: the last step that changed it, "dropped" (frequency filter) or "unchanged"
+STAGES = ("dropped", "rules", "semantic", "association", "unchanged")
+
+
+class TagMapping:
+    """Raw tag -> canonical tag. ``ds.map(mapping, batched=True)`` adds ``instag_norm_tags``.
+
+    Parameters
+    ----------
+    columns:
+        Parallel lists, one entry per raw tag seen in fit: ``raw_tag``, ``count`` (tagged
+        samples holding it), ``rule_tag`` / ``semantic_tag`` / ``canonical_tag`` (its text
+        after rule aggregation, after semantic aggregation, and at the end; ``None`` for a
+        tag dropped by the frequency filter) and ``stage`` (see :data:`STAGES`).
+    canonical_counts:
+        Tagged samples holding each canonical tag after normalization.
+    unknown:
+        What a tag never seen in fit becomes: ``"drop"`` (default; it was never counted,
+        like a rare tag), ``"keep"`` (as is), or ``"rules"`` (the canonical tag of its rule
+        group when a fitted tag shares its rule key, else dropped).
+    tags_column:
+        The input column: ``instag_tags`` items or a list of strings.
+    """
+
+    def __init__(self, columns: Mapping[str, list], canonical_counts: Mapping[str, int] | None = None,
+                 params: Mapping[str, Any] | None = None, report: NormalizationReport | Mapping | None = None,
+                 unknown: str = "drop", tags_column: str = schema.TAGS):
+        missing = [c for c in COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"mapping columns {missing} are missing (expected {list(COLUMNS)})")
+        sizes = {len(columns[c]) for c in COLUMNS}
+        if len(sizes) != 1:
+            raise ValueError(f"mapping columns differ in length: { {c: len(columns[c]) for c in COLUMNS} }")
+        if unknown not in UNKNOWN:
+            raise ValueError(f"unknown must be one of {UNKNOWN}, got {unknown!r}")
+        self.columns = {c: list(columns[c]) for c in COLUMNS}
+        self.canonical_counts = dict(canonical_counts or {})
+        self.params = dict(params or {})
+        if isinstance(report, Mapping):
+            report = NormalizationReport.from_dict(dict(report))
+        self.report: NormalizationReport | None = report
+        self.unknown, self.tags_column = unknown, tags_column
+        self._init_lookup()
+
+    def _init_lookup(self) -> None:
+        c = self.columns
+        self._seen = dict(zip(c["raw_tag"], c["canonical_tag"]))
+        self._by_rule_key: dict[str, str] | None = None
+
+    # --- plain data ------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        return self.as_dict()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**self._init_kwargs(state))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TagMapping) and self.as_dict() == other.as_dict()
+
+    def as_dict(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION, "unknown": self.unknown, "tags_column": self.tags_column,
+            "params": self.params, "columns": self.columns, "canonical_counts": self.canonical_counts,
+            "report": self.report.as_dict() if self.report is not None else None,
+        }
+
+    @staticmethod
+    def _init_kwargs(data: Mapping) -> dict:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a saved TagMapping (format {data.get('format')!r}, expected {FORMAT!r})")
+        if data.get("version", VERSION) > VERSION:
+            raise ValueError(f"TagMapping file version {data['version']} is newer than this instag_hf ({VERSION})")
+        return {k: data.get(k) for k in ("columns", "canonical_counts", "params", "report")} | {
+            "unknown": data.get("unknown", "drop"), "tags_column": data.get("tags_column", schema.TAGS)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TagMapping":
+        return cls(**cls._init_kwargs(data))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the mapping (and its report) as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.as_dict(), ensure_ascii=False))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TagMapping":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_dataset(self):
+        """One row per raw tag (columns of :data:`COLUMNS`), e.g. for a ``mapping`` config on the Hub."""
+        from datasets import Dataset, Features, Value
+
+        features = Features({c: Value("int64") if c == "count" else Value("string") for c in COLUMNS})
+        return Dataset.from_dict(self.columns, features=features)
+
+    # --- lookup ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.columns["raw_tag"])
+
+    def __contains__(self, raw: object) -> bool:
+        return raw in self._seen
+
+    def __getitem__(self, raw: str) -> str | None:
+        """The canonical tag of a raw tag seen in fit (``None`` if the frequency filter dropped it)."""
+        if raw not in self._seen:
+            raise KeyError(raw)
+        return self._seen[raw]
+
+    def get(self, raw: str, default: str | None = None) -> str | None:
+        return self._seen.get(raw, default)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """Canonical tags, held by the most samples first."""
+        return sorted(self.canonical_counts, key=lambda t: (-self.canonical_counts[t], t))
+
+    def as_mapping(self) -> dict[str, str]:
+        """``{raw: canonical}`` for every raw tag that was kept."""
+        return {r: c for r, c in self._seen.items() if c is not None}
+
+    def __repr__(self) -> str:
+        kept = sum(c is not None for c in self.columns["canonical_tag"])
+        return (f"TagMapping({len(self):,} raw tags, {kept:,} kept -> {len(self.canonical_counts):,} canonical, "
+                f"unknown={self.unknown!r})")
+
+    def _rule_fallback(self, raw: str) -> str | None:
+        rules = self.params.get("rules") if self.params.get("steps", {}).get("rules", True) else None
+        if not rules:
+            return None
+        from .rules import RuleAggregator
+
+        aggregator = RuleAggregator(**rules)
+        if self._by_rule_key is None:
+            self._by_rule_key = {}
+            for rule_tag, canonical in zip(self.columns["rule_tag"], self.columns["canonical_tag"]):
+                if canonical is not None:
+                    self._by_rule_key.setdefault(aggregator.key(rule_tag), canonical)
+        return self._by_rule_key.get(aggregator.key(raw))
+
+    def canonical(self, raw: str) -> str | None:
+        """The canonical tag of any raw tag, following ``unknown`` for one not seen in fit."""
+        if raw in self._seen:
+            return self._seen[raw]
+        if self.unknown == "keep":
+            return raw
+        if self.unknown == "rules":
+            return self._rule_fallback(raw)
+        return None
+
+    def apply(self, tags: Iterable[Any] | None) -> list[str]:
+        """Canonical tags of one sample's tags (items or strings), de-duplicated, first occurrence first."""
+        out: dict[str, None] = {}
+        for item in tags or ():
+            raw = item.get("tag") if isinstance(item, Mapping) else item
+            if isinstance(raw, str):
+                canonical = self.canonical(raw)
+                if canonical is not None:
+                    out.setdefault(canonical, None)
+        return list(out)
+
+    # --- datasets --------------------------------------------------------------------
+    @property
+    def features(self):
+        """The output column, for ``ds.map(..., features=ds.features | mapping.features)``."""
+        from datasets import Features, List, Value
+
+        return Features({schema.NORM_TAGS: List(Value("string"))})
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict:
+        """The ``map`` transform, for a batch (better) or one row."""
+        if self.tags_column not in batch:
+            raise ValueError(f"column {self.tags_column!r} not found (columns: {list(batch)}); "
+                             "set TagMapping.tags_column")
+        value = batch[self.tags_column]
+        if value is None or (isinstance(value, list) and (not value or not isinstance(value[0], (list, type(None))))):
+            return {schema.NORM_TAGS: self.apply(value)}
+        return {schema.NORM_TAGS: [self.apply(tags) for tags in value]}
+
+    def map(self, dataset, **map_kwargs):
+        """``dataset.map(self, batched=True)`` with the output feature declared and a progress label.
+
+        ``datasets`` infers a new column's type from the first batch; a first batch in
+        which no sample has a tag would make it a null column, so the type is declared.
+        """
+        from datasets import Dataset
+
+        map_kwargs.setdefault("batched", True)
+        map_kwargs.setdefault("desc", "Normalizing tags")
+        if isinstance(dataset, Dataset):
+            kept = {k: v for k, v in dataset.features.items() if k != schema.NORM_TAGS}
+            map_kwargs.setdefault("features", schema.Features({**kept, **self.features}))
+        return dataset.map(self, **map_kwargs)

@@ -1,0 +1,28 @@
+"""Tag quality and distillation (instag-facts.md, section 5).
+
+- :func:`evaluate_tags` / :func:`tag_f1`: exact and fuzzy precision, recall and F1
+  of a tagger against reference tags (micro, macro, per tag).
+- :class:`LLMJudge`: LLM-judged precision and consistency on a seeded sample.
+- :func:`distill_dataset`: teacher tags as SFT conversations (Vicuna v1.1, ChatML).
+- :class:`LocalTagModel`: a fast closed-vocabulary tagger, served by the ``local`` backend.
+
+Heavy libraries (sentence-transformers, scipy) load only when used.
+"""
+
+from __future__ import annotations
+
+from .distill import DistillReport, distill_dataset, finetune_command, save_distill
+from .f1 import PRF, MatchScores, TagEvalReport, TagScore, evaluate_tags, tag_f1
+from .judge import JudgeCase, JudgeResult, JudgeSummary, LLMJudge, make_judge_backend, parse_verdict, wilson_interval
+from .judge_prompts import JUDGE_TEMPLATES, JudgeTemplate, get_judge_template
+from .local_model import LocalTagModel
+from .matching import fuzzy_pairs, normalize_tag
+from .synthetic_queries import TaggedQueries, make_tagged_queries
+
+__all__ = [
+    "evaluate_tags", "tag_f1", "TagEvalReport", "MatchScores", "TagScore", "PRF", "normalize_tag", "fuzzy_pairs",
+    "LLMJudge", "JudgeResult", "JudgeCase", "JudgeSummary", "JudgeTemplate", "JUDGE_TEMPLATES",
+    "get_judge_template", "parse_verdict", "wilson_interval", "make_judge_backend",
+    "distill_dataset", "save_distill", "finetune_command", "DistillReport",
+    "LocalTagModel", "make_tagged_queries", "TaggedQueries",
+]

@@ -1,0 +1,155 @@
+"""TagMapping on datasets: fit from a tagged Dataset, map, save/load, pickling, the CLI."""
+
+import json
+import pickle
+
+import pytest
+from datasets import Dataset, Features, List, Value
+from datasets.fingerprint import Hasher
+
+import instag_hf
+from instag_hf import schema
+from instag_hf.normalize import TagMapping, TagNormalizer
+
+
+def items(*tags):
+    return [{"tag": t, "explanation": "why"} for t in tags]
+
+
+def tagged(rows, statuses=None):
+    statuses = statuses or ["ok"] * len(rows)
+    return Dataset.from_dict(
+        {"q": [f"q{i}" for i in range(len(rows))], schema.TAGS: [items(*r) for r in rows], schema.STATUS: statuses},
+        features=Features({"q": Value("string"), schema.TAGS: List(schema.TAG_ITEM), schema.STATUS: Value("string")}),
+    )
+
+
+ROWS = [["Data Analysis", "Python"], ["data-analysis", "Python"], ["Data Analyses"], ["Poetry", "Rhyme"],
+        ["Poetry"], ["Rare Thing"]]
+
+
+def fit(ds, **kw):
+    kw.setdefault("alpha", 1)
+    kw.setdefault("semantic", False)
+    kw.setdefault("association", False)
+    return TagNormalizer(progress=False, **kw).fit(ds)
+
+
+def test_fit_counts_only_usable_rows():
+    ds = tagged(ROWS + [["Broken Tag"], ["Cut Tag"]], ["ok"] * len(ROWS) + ["parse_error", "truncated"])
+    m = fit(ds)
+    assert "Broken Tag" not in m and m["Cut Tag"] == "cut tag"
+    assert m.report.samples == len(ROWS) + 1 and m.report.skipped_rows == 1
+
+
+def test_map_adds_canonical_tags_deduplicated_in_order():
+    ds = tagged([["Python", "Data Analysis", "data-analysis", "Never Seen"]] + ROWS)
+    m = fit(ds, alpha=2)
+    out = m.map(ds)
+    assert out.features[schema.NORM_TAGS] == List(Value("string"))
+    assert out[0][schema.NORM_TAGS] == ["python", "data analysis"]  # "never seen" is held once: dropped
+    assert out[6][schema.NORM_TAGS] == []
+    plain = ds.map(m, batched=True)  # the transform also works on its own
+    assert plain[schema.NORM_TAGS] == out[schema.NORM_TAGS]
+    single = ds.map(m)  # one row at a time
+    assert single[schema.NORM_TAGS] == out[schema.NORM_TAGS]
+
+
+def test_map_declares_the_type_when_the_first_batch_has_no_tag():
+    ds = tagged([[]] * 5 + [["Python"], ["Python"]])
+    out = fit(ds).map(ds, batch_size=2)
+    assert out.features[schema.NORM_TAGS] == List(Value("string"))
+    assert out[schema.NORM_TAGS][-1] == ["python"]
+
+
+def test_mapping_round_trips_through_json_and_pickle(tmp_path):
+    m = fit(tagged(ROWS))
+    loaded = TagMapping.load(m.save(tmp_path / "m.json"))
+    assert loaded == m and loaded.as_mapping() == m.as_mapping()
+    assert loaded.report.to_markdown() == m.report.to_markdown()
+    assert pickle.loads(pickle.dumps(m)) == m
+    state = m.__getstate__()
+    assert json.loads(json.dumps(state)) == state  # plain data only
+    assert Hasher.hash(m) == Hasher.hash(TagMapping.load(tmp_path / "m.json"))
+    with pytest.raises(ValueError, match="not a saved TagMapping"):
+        TagMapping.from_dict({"format": "other"})
+
+
+def test_map_is_cached_by_a_stable_fingerprint(tmp_path):
+    ds = tagged(ROWS)
+    ds.save_to_disk(str(tmp_path / "ds"))
+    from datasets import load_from_disk
+
+    on_disk = load_from_disk(str(tmp_path / "ds"))
+    m = fit(on_disk)
+    first = m.map(on_disk)
+    again = TagMapping.load(m.save(tmp_path / "m.json")).map(on_disk)
+    assert first._fingerprint == again._fingerprint
+    assert again.cache_files and again.cache_files == first.cache_files
+
+
+def test_to_dataset_lists_every_raw_tag_with_its_stage():
+    m = fit(tagged(ROWS), alpha=2)
+    table = m.to_dataset()
+    assert table.column_names == ["raw_tag", "count", "rule_tag", "semantic_tag", "canonical_tag", "stage"]
+    rows = {r["raw_tag"]: r for r in table}
+    assert rows["Rare Thing"]["canonical_tag"] is None and rows["Rare Thing"]["stage"] == "dropped"
+    assert rows["Data Analyses"]["stage"] == "dropped"  # held once: below alpha 2, though its rule group is not
+    assert rows["Python"] == {"raw_tag": "Python", "count": 2, "rule_tag": "python", "semantic_tag": "python",
+                              "canonical_tag": "python", "stage": "rules"}
+    assert m.canonical_counts == {"python": 2, "poetry": 2} and m.vocabulary == ["poetry", "python"]
+
+
+def test_unknown_tags_policies():
+    ds = tagged(ROWS)
+    assert fit(ds).apply(["Brand New"]) == []
+    assert fit(ds, unknown="keep").apply(["Brand New"]) == ["Brand New"]
+    assert fit(ds, unknown="rules").apply(["DATA ANALYSES!", "Brand New"]) == ["data analysis"]
+
+
+def test_report_has_every_stage_and_renders():
+    samples = [["Data Analysis", "Python"]] * 30 + [["data analysis"]] * 30 + [["Python"]] * 5
+    emb = lambda texts: [[1.0, 0.0] if "data" in t else [0.0, 1.0] for t in texts]  # noqa: E731
+    with pytest.warns(UserWarning, match="no rule"):
+        m = TagNormalizer(alpha=2, min_support=5, embedder=emb, progress=False).fit(samples)
+    r = m.report
+    assert [s.name for s in r.stages] == ["frequency", "rules", "semantic", "association"]
+    assert (r["frequency"].tags_before, r["rules"].tags_after) == (3, 2)
+    assert r["rules"].merges == [("data analysis", ["Data Analysis", "data analysis"])]  # tie: alphabetical
+    text = r.to_markdown()
+    assert "| rule aggregation | yes | 3 | 2 |" in text and "## association aggregation" in text
+    assert r.as_dict()["stages"][0]["name"] == "frequency"
+
+
+def test_fit_accepts_plain_tag_lists_and_items():
+    m1 = fit([["Data Analysis", "Python"], ["Python"]])
+    m2 = fit([items("Data Analysis", "Python"), items("Python")])
+    assert m1.as_mapping() == m2.as_mapping() == {"Data Analysis": "data analysis", "Python": "python"}
+
+
+def test_package_exports_and_light_import():
+    import subprocess
+    import sys
+
+    assert instag_hf.TagNormalizer is TagNormalizer and instag_hf.TagMapping is TagMapping
+    code = ("import sys, instag_hf; heavy = [m for m in ('faiss', 'sklearn', 'mlxtend', 'sentence_transformers', "
+            "'torch', 'lemminflect') if m in sys.modules]; print(heavy)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_cli_normalize_writes_mapping_dataset_and_report(tmp_path, capsys):
+    from instag_hf.cli import main
+
+    src = tmp_path / "tagged"
+    tagged(ROWS * 3).save_to_disk(str(src))
+    out = tmp_path / "out"
+    assert main(["normalize", str(src), "--output", str(out), "--alpha", "2", "--no-semantic",
+                 "--min-support", "3", "--min-confidence", "0.9"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("mapping.json", "report.md", "normalized", "normalized.jsonl"):
+        assert (out / name).exists() and str((out / name).resolve()) in printed
+    m = TagMapping.load(out / "mapping.json")
+    assert m.params["alpha"] == 2 and m.params["steps"]["semantic"] is False
+    assert "| rule aggregation |" in (out / "report.md").read_text()
+    first = json.loads((out / "normalized.jsonl").read_text().splitlines()[0])
+    assert first[schema.NORM_TAGS] == m.apply(ROWS[0])
