@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from ..prompts import Prompt
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,3 +94,35 @@ class Backend(ABC):
     def describe(self) -> str:
         ident = self.identity()
         return f"{self.name} ({ident.get('model', '?')})"
+
+
+class EngineBackend(Backend):
+    """A backend with an in-process engine and tokenizer (transformers, vLLM).
+
+    A batch the engine fails on (out of memory, a broken chat template, ...) comes
+    back as one explicit per-row error each; truncation counts exact tokens.
+    """
+
+    @abstractmethod
+    def _generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        """Generate a non-empty batch; may raise."""
+
+    @abstractmethod
+    def _tokenizer(self):
+        """The engine's Hugging Face tokenizer."""
+
+    def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
+        if not prompts:
+            return []
+        try:
+            return self._generate(prompts, params)
+        except Exception as exc:
+            logger.exception("%s generation failed for a batch of %d", self.name, len(prompts))
+            return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        tokenizer = self._tokenizer()
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) <= max_tokens:
+            return text, False
+        return tokenizer.decode(ids[:max_tokens]), True

@@ -6,13 +6,13 @@ import logging
 import threading
 
 from ..prompts import Prompt
-from .base import Backend, Completion, GenerationParams
+from .base import Completion, EngineBackend, GenerationParams
 from .embedded import EMBEDDED_HUB_ID, EMBEDDED_MODEL, embedded_checkpoint, embedded_revision
 
 logger = logging.getLogger(__name__)
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(EngineBackend):
     """Runs ``model`` with ``transformers`` in this process.
 
     ``model`` is a hub id, a local folder, or ``"embedded"`` (SmolLM2-135M-Instruct
@@ -90,21 +90,8 @@ class TransformersBackend(Backend):
         text = tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
         return text + prompt.response_prefix
 
-    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
-        tokenizer = self._load()[0]
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) <= max_tokens:
-            return text, False
-        return tokenizer.decode(ids[:max_tokens]), True
-
-    def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
-        if not prompts:
-            return []
-        try:
-            return self._generate(prompts, params)
-        except Exception as exc:  # out of memory, a broken chat template, ...
-            logger.exception("transformers generation failed for a batch of %d", len(prompts))
-            return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
+    def _tokenizer(self):
+        return self._load()[0]
 
     def _shared_prefix(self, prompts: list[Prompt]) -> str:
         """The rendered text of the turns before the query, when all prompts share it (few-shot)."""

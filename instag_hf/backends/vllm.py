@@ -20,14 +20,14 @@ import os
 import threading
 
 from ..prompts import TAGS_JSON_SCHEMA, Prompt
-from .base import Backend, Completion, GenerationParams
+from .base import Completion, EngineBackend, GenerationParams
 
 logger = logging.getLogger(__name__)
 
 INSTAGGER = "OFA-Sys/InsTagger"
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(EngineBackend):
     """Parameters: ``model`` (default InsTagger), ``revision``; engine arguments
     ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len`` (InsTagger:
     2048), ``dtype``, ``seed`` and any other ``engine_kwargs`` (e.g. ``load_format=
@@ -121,21 +121,8 @@ class VLLMBackend(Backend):
             kwargs["structured_outputs"] = StructuredOutputsParams(json=TAGS_JSON_SCHEMA)
         return SamplingParams(**kwargs)
 
-    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
-        tokenizer = self._engine().get_tokenizer()
-        ids = tokenizer.encode(text, add_special_tokens=False)
-        if len(ids) <= max_tokens:
-            return text, False
-        return tokenizer.decode(ids[:max_tokens]), True
-
-    def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
-        if not prompts:
-            return []
-        try:
-            return self._generate(prompts, params)
-        except Exception as exc:  # the engine failed for this batch: explicit per-row errors
-            logger.exception("vLLM generation failed for a batch of %d", len(prompts))
-            return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
+    def _tokenizer(self):
+        return self._engine().get_tokenizer()
 
     def _generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
         llm = self._engine()
