@@ -86,9 +86,25 @@ def _subsets(args, ds) -> dict:
     return subsets
 
 
+def _exit_code(exc: Exception) -> int:
+    """Print a publishing error and give its exit code: 2 for no token or bad input, 1 for a failed upload."""
+    from .publish import MissingTokenError, PublishError
+
+    if isinstance(exc, MissingTokenError):
+        code = 2
+    elif isinstance(exc, PublishError):
+        code = 1
+    elif isinstance(exc, (ValueError, FileNotFoundError)):
+        code = 2
+    else:
+        raise exc
+    print(f"instag: {exc}", file=sys.stderr)
+    return code
+
+
 def cmd_push(args) -> int:
     from .cli import load_input
-    from .publish import MissingTokenError, PublishError, push_to_hub, upload_publication
+    from .publish import push_to_hub, upload_publication
     from .publish.bundle import MARKER
 
     source = Path(args.input)
@@ -113,15 +129,8 @@ def cmd_push(args) -> int:
             result = push_to_hub(args.repo_id, ds, token_env=args.token_env, private=args.private,
                                  revision=args.revision, create_pr=args.create_pr, commit_message=args.commit_message,
                                  dry_run=args.dry_run, local_dir=args.local_dir, overwrite=args.overwrite, **options)
-    except MissingTokenError as exc:
-        print(f"instag: {exc}", file=sys.stderr)
-        return 2
-    except PublishError as exc:
-        print(f"instag: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"instag: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return _exit_code(exc)
     print(result.summary())
     if result.dry_run:
         print(f"Check {result.folder}/README.md, then upload the same files with "
@@ -130,22 +139,15 @@ def cmd_push(args) -> int:
 
 
 def cmd_space(args) -> int:
-    from .publish import MissingTokenError, PublishError, push_space
+    from .publish import push_space
 
     try:
         result = push_space(args.repo_id, app_dir=args.app_dir, dataset=args.dataset,
                             variables=_pairs(args.var, "--var"), token_env=args.token_env, private=args.private,
                             hardware=args.hardware, title=args.title, include_package=not args.no_package,
                             dry_run=args.dry_run, overwrite=args.overwrite, commit_message=args.commit_message)
-    except MissingTokenError as exc:
-        print(f"instag: {exc}", file=sys.stderr)
-        return 2
-    except PublishError as exc:
-        print(f"instag: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"instag: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return _exit_code(exc)
     print(result.summary())
     if result.variables:
         shown = ", ".join(f"{k}={v}" for k, v in result.variables.items())
