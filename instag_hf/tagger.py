@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 from . import schema
+from .answers import answer_requests
 from .backends import Backend, GenerationParams, make_backend
 from .cache import RequestCache, namespace_hash, request_key
 from .parsing import parse_tags
@@ -228,41 +229,18 @@ class Tagger:
 
     def _answers(self, requests: Mapping[str, str]) -> dict[str, dict]:
         """Answer records per key: from the cache, else from the backend (then cached)."""
-        found = self.cache.get_many(requests) if self.cache is not None else {}
-        self.stats.cache_hits += len(found)
-        missing = sorted((k for k in requests if k not in found), key=lambda k: len(requests[k]))
-        if not missing:
-            return found
-        backend, template, params = self.backend, self.template, self.params
-        bar = None
-        if self._config["progress"] and len(missing) > self._config["batch_size"]:
-            from tqdm.auto import tqdm
+        template = self.template
 
-            bar = tqdm(total=len(missing), desc="Tagging queries", unit="query", leave=False)
-        try:
-            prompts = [template.render(requests[k]) for k in missing]
-            for group in backend.stream(prompts, params, self._config["batch_size"]):
-                fresh = {}
-                for i, c in group:
-                    key = missing[i]
-                    self.stats.requests += 1
-                    if c.error is not None or c.text is None:
-                        found[key] = {"text": None, "error": c.error or "backend returned no text"}
-                        continue
-                    record = {"text": c.text}
-                    if c.completion_tokens is not None:
-                        record["completion_tokens"] = c.completion_tokens
-                        self.stats.completion_tokens += c.completion_tokens
-                    if c.prompt_tokens is not None:
-                        self.stats.prompt_tokens += c.prompt_tokens
-                    fresh[key] = found[key] = record
-                if self.cache is not None:
-                    self.cache.put_many(fresh)
-                if bar is not None:
-                    bar.update(len(group))
-        finally:
-            if bar is not None:
-                bar.close()
+        def count(key: str, c) -> None:
+            self.stats.requests += 1
+            self.stats.completion_tokens += c.completion_tokens or 0
+            self.stats.prompt_tokens += c.prompt_tokens or 0
+
+        found, cached = answer_requests(
+            sorted(requests, key=lambda k: len(requests[k])), lambda k: template.render(requests[k]), self.backend,
+            self.params, cache=self.cache, batch_size=self._config["batch_size"],
+            progress="Tagging queries" if self._config["progress"] else None, on_completion=count)
+        self.stats.cache_hits += cached
         return found
 
     def _format(self, columns: Sequence[str]) -> QueryFormat:

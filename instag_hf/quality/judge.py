@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .. import schema
+from ..answers import answer_requests
 from ..backends import AUTO_ORDER, Backend, GenerationParams, backend_class
 from ..cache import RequestCache, namespace_hash, request_key
 from .judge_prompts import METRICS, JudgeTemplate, get_judge_template
@@ -413,42 +414,19 @@ class LLMJudge:
         namespace = namespace_hash({"judge_backend": self.backend.identity(), "template": template.id,
                                     "params": params.as_dict()})
         keys = [request_key(namespace, json.dumps(p.messages, ensure_ascii=False)) for p in prompts]
-        found = self.cache.get_many(keys) if self.cache is not None else {}
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        first = {}
-        for i in todo:
-            first.setdefault(keys[i], i)
-        missing = list(first.values())
-        bar = None
-        if self.progress and len(missing) > self.batch_size:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(missing), desc=f"Judging {metric}", unit="case", leave=False)
-        errors: dict[str, str] = {}
-        try:
-            for group in self.backend.stream([prompts[i] for i in missing], params, self.batch_size):
-                fresh = {}
-                for j, completion in group:
-                    key = keys[missing[j]]
-                    if completion.error is not None or completion.text is None:
-                        errors[key] = completion.error or "backend returned no text"
-                    else:
-                        fresh[key] = found[key] = {"text": completion.text}
-                if self.cache is not None and fresh:
-                    self.cache.put_many(fresh)
-                if bar is not None:
-                    bar.update(len(group))
-        finally:
-            if bar is not None:
-                bar.close()
+        by_key = dict(zip(keys, prompts))
+        found, _ = answer_requests(keys, by_key.__getitem__, self.backend, params, cache=self.cache,
+                                   batch_size=self.batch_size,
+                                   progress=f"Judging {metric}" if self.progress else None)
         for case, key in zip(cases, keys):
-            if key in found:
-                case.answer = found[key]["text"]
+            record = found.get(key)
+            if record is not None and record["text"] is not None:
+                case.answer = record["text"]
                 v = parse_verdict(case.answer)
                 case.verdict, case.reason, case.status, case.error = v.verdict, v.reason, v.status, v.error
             else:
                 case.answer, case.verdict, case.reason = None, None, ""
-                case.status, case.error = schema.BACKEND_ERROR, errors.get(key, "no answer")
+                case.status, case.error = schema.BACKEND_ERROR, record["error"] if record else "no answer"
 
     def judge(self, dataset, metrics: Sequence[str] = METRICS, *, tags_column: str | None = None,
               query_column: str | None = None, format: str | None = None) -> JudgeResult:

@@ -1,0 +1,60 @@
+"""Answers for a set of requests: from the request cache, else from a backend (cached as they arrive).
+
+The one loop the Tagger and the LLM judge share: look every key up in the cache, send
+the rest to ``backend.stream`` and commit each group of answers as soon as it comes
+back, so an interrupted run re-pays only for requests that were in flight. Failed
+requests come back as ``{"text": None, "error": ...}`` and are never cached.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from .backends.base import Backend, Completion, GenerationParams
+from .cache import RequestCache
+from .prompts import Prompt
+
+
+def answer_requests(keys: Iterable[str], render: Callable[[str], Prompt], backend: Backend,
+                    params: GenerationParams, *, cache: RequestCache | None, batch_size: int,
+                    progress: str | None = None,
+                    on_completion: Callable[[str, Completion], None] | None = None) -> tuple[dict[str, dict], int]:
+    """Records per key and how many came from the cache.
+
+    ``keys`` are sent in the given order (de-duplicated); ``render(key)`` builds a
+    prompt only for keys the cache lacks. ``progress`` is a progress-bar label, shown
+    when more than ``batch_size`` requests go out. ``on_completion`` sees every answer.
+    """
+    keys = list(dict.fromkeys(keys))
+    found = cache.get_many(keys) if cache is not None else {}
+    cached = len(found)
+    missing = [k for k in keys if k not in found]
+    if not missing:
+        return found, cached
+    bar = None
+    if progress and len(missing) > batch_size:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(missing), desc=progress, leave=False)
+    try:
+        for group in backend.stream([render(k) for k in missing], params, batch_size):
+            fresh = {}
+            for i, completion in group:
+                key = missing[i]
+                if on_completion is not None:
+                    on_completion(key, completion)
+                if completion.error is not None or completion.text is None:
+                    found[key] = {"text": None, "error": completion.error or "backend returned no text"}
+                    continue
+                record = {"text": completion.text}
+                if completion.completion_tokens is not None:
+                    record["completion_tokens"] = completion.completion_tokens
+                fresh[key] = found[key] = record
+            if cache is not None:
+                cache.put_many(fresh)
+            if bar is not None:
+                bar.update(len(group))
+    finally:
+        if bar is not None:
+            bar.close()
+    return found, cached
