@@ -23,6 +23,9 @@ from .queries import QueryFormat, detect_format, extract_batch
 
 logger = logging.getLogger(__name__)
 _ANNOUNCED: set[str] = set()
+# Context a query must at least get, and tokens kept free for special tokens (BOS, ...).
+MIN_QUERY_ROOM = 256
+CONTEXT_MARGIN = 8
 
 
 @dataclass
@@ -124,6 +127,7 @@ class Tagger:
         self._backend: Backend | None = None
         self._template: Template | None = None
         self._formats: dict[tuple, QueryFormat] = {}
+        self._budget: int | None = None
         cfg = self._config
         self.cache = RequestCache(cfg["cache_dir"]) if cfg["use_cache"] else None
         self.stats = TagStats()
@@ -196,7 +200,6 @@ class Tagger:
     # --- tagging ---------------------------------------------------------------------
     def tag_queries(self, queries: Sequence[str]) -> list[TurnResult]:
         """Tag single queries (one turn each); the building block of :meth:`__call__`."""
-        limit = self._config["max_query_tokens"]
         results: list[TurnResult | None] = [None] * len(queries)
         jobs: dict[str, tuple[str, list[int], bool]] = {}
         namespace = None
@@ -206,8 +209,11 @@ class Tagger:
                 results[i] = TurnResult([], schema.EMPTY_QUERY, "no text in this user turn")
                 continue
             cut = False
-            if len(text.encode("utf-8", "surrogatepass")) > limit:  # a token covers at least one byte
-                text, cut = self.backend.truncate(text[: limit * 16], limit)
+            size = len(text.encode("utf-8", "surrogatepass"))  # a token covers at least one byte
+            if size > min(self._config["max_query_tokens"], self._budget or MIN_QUERY_ROOM):
+                limit = self.query_budget()
+                if size > limit:
+                    text, cut = self.backend.truncate(text[: limit * 16], limit)
             namespace = namespace or namespace_hash(self.namespace())
             key = request_key(namespace, text)
             if key in jobs:
@@ -226,6 +232,25 @@ class Tagger:
             for i in rows:
                 results[i] = result
         return results  # type: ignore[return-value]
+
+    def query_budget(self) -> int:
+        """Tokens a query may take: ``max_query_tokens``, lowered where the model's context
+        must also hold the template (system text, few-shot examples) and the answer."""
+        if self._budget is None:
+            limit = self._config["max_query_tokens"]
+            context = self.backend.context_length()
+            if context:
+                overhead = self.backend.prompt_tokens(self.template.render("")) or 0
+                room = context - overhead - self.params.max_new_tokens - CONTEXT_MARGIN
+                if room < MIN_QUERY_ROOM:
+                    raise ValueError(
+                        f"{self.backend.describe()} reads {context} tokens in all, but template {self.template.id} "
+                        f"takes {overhead} and the answer up to {self.params.max_new_tokens}, leaving {room} for the "
+                        f"query (at least {MIN_QUERY_ROOM} needed): use a shorter template, a smaller "
+                        f"max_new_tokens or a longer max_model_len")
+                limit = min(limit, room)
+            self._budget = limit
+        return self._budget
 
     def _answers(self, requests: Mapping[str, str]) -> dict[str, dict]:
         """Answer records per key: from the cache, else from the backend (then cached)."""

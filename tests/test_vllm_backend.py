@@ -50,6 +50,9 @@ class Tokenizer:
     def decode(self, ids):
         return " ".join(ids)
 
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + ("<assistant>" if add_generation_prompt else "")
+
 
 def answer(text):
     query = text.split("User query:")[-1].split("ASSISTANT:")[0]
@@ -103,6 +106,7 @@ def vllm(monkeypatch):
     sampling.StructuredOutputsParams = fake_params("StructuredOutputsParams")
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+    monkeypatch.setattr(VLLMBackend, "_load_tokenizer", lambda self: Tokenizer())
     return FakeLLM
 
 
@@ -155,11 +159,31 @@ def test_prefilled_templates_continue_the_answer_without_a_schema(vllm, cache_di
     assert args[1].stop == ["]", "\n"] and args[1].include_stop_str_in_output is True
 
 
-def test_long_queries_are_cut_with_the_engine_tokenizer(vllm, cache_dir):
+def test_long_queries_are_cut_with_the_model_tokenizer(vllm, cache_dir):
     (r,) = tagger(cache_dir, max_query_tokens=20).tag_queries(["word " * 100 + "Summarize everything"])
     assert r.status == "truncated"
     prompt = vllm.instances[0].calls[0][1][0][0]
     assert prompt.count("word") == 20
+
+
+def test_the_query_budget_leaves_room_for_template_and_answer_in_max_model_len(vllm, cache_dir):
+    t = tagger(cache_dir, max_model_len=700, max_new_tokens=100)
+    overhead = len(t.template.render("").text.split(" "))
+    (r,) = t.tag_queries(["word " * 2000])
+    assert r.status == "truncated" and t.query_budget() == 700 - overhead - 100 - 8
+    prompt = vllm.instances[0].calls[0][1][0][0]
+    assert len(prompt.split(" ")) <= 700 - 100 - 8
+    with pytest.raises(ValueError, match="max_model_len"):
+        tagger(cache_dir, max_model_len=400, max_new_tokens=100).tag_queries(["word " * 2000])
+
+
+def test_a_cached_rerun_of_long_queries_never_starts_the_engine(vllm, cache_dir):
+    queries = ["word " * 3000, "Explain the proof " * 40]
+    first = tagger(cache_dir).tag_queries(queries)
+    assert len(vllm.instances) == 1
+    again = tagger(cache_dir).tag_queries(queries)
+    assert len(vllm.instances) == 1
+    assert [(r.status, r.tags) for r in again] == [(r.status, r.tags) for r in first]
 
 
 def test_engine_failure_is_a_per_row_backend_error(vllm, cache_dir):
@@ -190,3 +214,12 @@ def test_auto_needs_a_gpu(vllm):
     assert VLLMBackend.auto_config() is None  # vLLM "installed", no CUDA here
     with pytest.raises(ValueError):
         VLLMBackend(gpu_memory_utilization=1.5)
+
+
+def test_close_stops_the_engine_and_a_later_batch_starts_a_new_one(vllm, cache_dir):
+    t = tagger(cache_dir)
+    t.tag_queries(["Plan a trip to Rome"])
+    t.backend.close()
+    assert t.backend._llm is None
+    t.tag_queries(["Plan a trip to Oslo"])
+    assert len(vllm.instances) == 2

@@ -91,6 +91,14 @@ class Backend(ABC):
         limit = max_tokens * 4
         return (text, False) if len(text) <= limit else (text[:limit], True)
 
+    def context_length(self) -> int | None:
+        """Tokens the model reads and writes in all (prompt + answer); None where unknown."""
+        return None
+
+    def prompt_tokens(self, prompt: Prompt) -> int | None:
+        """Tokens ``prompt`` takes as the model sees it; None where unknown."""
+        return None
+
     def describe(self) -> str:
         ident = self.identity()
         return f"{self.name} ({ident.get('model', '?')})"
@@ -119,6 +127,16 @@ class EngineBackend(Backend):
         except Exception as exc:
             logger.exception("%s generation failed for a batch of %d", self.name, len(prompts))
             return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
+
+    def rendered_text(self, prompt: Prompt) -> str:
+        """The exact text the model reads: the template's own text, else the model's chat template."""
+        if prompt.text is not None:
+            return prompt.text + prompt.response_prefix
+        text = self._tokenizer().apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
+        return text + prompt.response_prefix
+
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        return len(self._tokenizer().encode(self.rendered_text(prompt), add_special_tokens=False))
 
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
         tokenizer = self._tokenizer()

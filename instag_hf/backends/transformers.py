@@ -82,13 +82,9 @@ class TransformersBackend(EngineBackend):
             logger.info("transformers backend: loaded %s on %s", self.identity()["model"], device)
             return self._loaded
 
-    def render(self, prompt: Prompt) -> str:
-        """The exact text fed to the model: the template's own text, else the model's chat template."""
-        tokenizer = self._load()[0]
-        if prompt.text is not None:
-            return prompt.text + prompt.response_prefix
-        text = tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
-        return text + prompt.response_prefix
+    def context_length(self) -> int | None:
+        config = self._load()[1].config
+        return getattr(config, "max_position_embeddings", None)
 
     def _tokenizer(self):
         return self._load()[0]
@@ -129,7 +125,7 @@ class TransformersBackend(EngineBackend):
         import torch
 
         tokenizer, model, device = self._load()
-        texts = [self.render(p) for p in prompts]
+        texts = [self.rendered_text(p) for p in prompts]
         prefix = self._shared_prefix(prompts) if self.prefix_cache else ""
         if not prefix or not all(t.startswith(prefix) for t in texts):
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)

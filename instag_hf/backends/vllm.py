@@ -55,6 +55,7 @@ class VLLMBackend(EngineBackend):
         self.engine_kwargs = dict(engine_kwargs or {})
         self._lock = threading.Lock()
         self._llm = None
+        self._hf_tokenizer = None
         self.device_rank: int | None = None
 
     _CONFIG = ("model", "revision", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype",
@@ -110,6 +111,14 @@ class VLLMBackend(EngineBackend):
                 self._llm = LLM(**self.engine_args())
             return self._llm
 
+    def close(self) -> None:
+        """Stop the engine (and its engine-core process) and free its memory; a later call starts a new one."""
+        with self._lock:
+            llm, self._llm = self._llm, None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
     def sampling_params(self, params: GenerationParams, structured: bool):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
@@ -122,7 +131,26 @@ class VLLMBackend(EngineBackend):
         return SamplingParams(**kwargs)
 
     def _tokenizer(self):
-        return self._engine().get_tokenizer()
+        """The engine's tokenizer; before the engine starts, the same Hugging Face tokenizer
+        loaded alone, so a run whose answers are all cached never starts the engine."""
+        if self._llm is not None:
+            return self._llm.get_tokenizer()
+        if self._hf_tokenizer is None:
+            self._hf_tokenizer = self._load_tokenizer()
+        return self._hf_tokenizer
+
+    def _load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        kw = self.engine_kwargs
+        return AutoTokenizer.from_pretrained(
+            kw.get("tokenizer") or self.model, revision=kw.get("tokenizer_revision") or self.revision,
+            trust_remote_code=bool(kw.get("trust_remote_code", False)))
+
+    def context_length(self) -> int:
+        if self.max_model_len:
+            return self.max_model_len
+        return self._engine().llm_engine.model_config.max_model_len
 
     def _generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
         llm = self._engine()
