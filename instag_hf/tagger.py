@@ -210,7 +210,8 @@ class Tagger:
                 continue
             cut = False
             size = len(text.encode("utf-8", "surrogatepass"))  # a token covers at least one byte
-            if size > min(self._config["max_query_tokens"], self._budget or MIN_QUERY_ROOM):
+            # short queries fit any budget, so most runs never count tokens (nor load a model for it)
+            if size > (self._budget or min(self._config["max_query_tokens"], MIN_QUERY_ROOM)):
                 limit = self.query_budget()
                 if size > limit:
                     text, cut = self.backend.truncate(text[: limit * 16], limit)
