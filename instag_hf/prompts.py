@@ -10,11 +10,30 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .parsing import MAX_TAG_CHARS, MAX_TAGS
+
 TAGS_JSON_SCHEMA: dict = {
     "type": "array",
     "items": {
         "type": "object",
         "properties": {"tag": {"type": "string"}, "explanation": {"type": "string"}},
+        "required": ["tag", "explanation"],
+        "additionalProperties": False,
+    },
+}
+
+# For engines that enforce string and array bounds while decoding (vLLM): a weak model's
+# run-away string is closed at the bound instead of running into max_tokens and losing the
+# whole answer. Bounds match what the parser keeps; explanations are one sentence.
+SCHEMA_EXPLANATION_CHARS = 200
+BOUNDED_TAGS_SCHEMA_ID = "tags-bounded@1"
+BOUNDED_TAGS_JSON_SCHEMA: dict = {
+    "type": "array",
+    "maxItems": MAX_TAGS,
+    "items": {
+        "type": "object",
+        "properties": {"tag": {"type": "string", "maxLength": MAX_TAG_CHARS},
+                       "explanation": {"type": "string", "maxLength": SCHEMA_EXPLANATION_CHARS}},
         "required": ["tag", "explanation"],
         "additionalProperties": False,
     },

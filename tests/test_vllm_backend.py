@@ -18,7 +18,7 @@ from datasets import Dataset
 import instag_hf
 from instag_hf import schema
 from instag_hf.backends.vllm import INSTAGGER, VLLMBackend
-from instag_hf.prompts import TAGS_JSON_SCHEMA
+from instag_hf.prompts import BOUNDED_TAGS_JSON_SCHEMA
 from instag_hf.testing import keyword_tags
 
 API = json.loads((Path(__file__).parent / "data" / "vllm_api.json").read_text())
@@ -126,7 +126,7 @@ def test_vicuna_batches_go_to_one_generate_call_with_structured_greedy_params(vl
     assert all(p.startswith("A chat between a curious user") and p.endswith("ASSISTANT:") for p in args[0])
     sp = args[1]
     assert (sp.max_tokens, sp.temperature) == (256, 0.0)
-    assert sp.structured_outputs.json == TAGS_JSON_SCHEMA
+    assert sp.structured_outputs.json == BOUNDED_TAGS_JSON_SCHEMA
     assert t.template.id == "vicuna_v1.1@1" and llm.kwargs["model"] == INSTAGGER
 
 
@@ -146,7 +146,7 @@ def test_chat_templates_use_llm_chat(vllm, cache_dir):
     assert t.tag_queries(["Plan a birthday party"])[0].status == "ok"
     (kind, args, kwargs), = vllm.instances[0].calls
     assert kind == "chat" and args[0][0][0] == {"role": "system", "content": "You are a helpful assistant."}
-    assert args[1].structured_outputs.json == TAGS_JSON_SCHEMA
+    assert args[1].structured_outputs.json == BOUNDED_TAGS_JSON_SCHEMA
 
 
 def test_prefilled_templates_continue_the_answer_without_a_schema(vllm, cache_dir):
@@ -223,3 +223,11 @@ def test_close_stops_the_engine_and_a_later_batch_starts_a_new_one(vllm, cache_d
     assert t.backend._llm is None
     t.tag_queries(["Plan a trip to Oslo"])
     assert len(vllm.instances) == 2
+
+
+def test_structured_and_free_answers_never_share_cache_entries(vllm, cache_dir):
+    free, constrained = tagger(cache_dir, structured=False), tagger(cache_dir)
+    assert free.namespace() != constrained.namespace()
+    free.tag_queries(["Plan a trip to Rome"])
+    constrained.tag_queries(["Plan a trip to Rome"])
+    assert sum(len(llm.calls) for llm in vllm.instances) == 2

@@ -17,7 +17,8 @@ pytest.importorskip("vllm")
 import instag_hf  # noqa: E402
 from instag_hf.backends.base import GenerationParams  # noqa: E402
 from instag_hf.backends.embedded import embedded_checkpoint  # noqa: E402
-from instag_hf.prompts import TAGS_JSON_SCHEMA, get_template  # noqa: E402
+from instag_hf.parsing import MAX_TAG_CHARS  # noqa: E402
+from instag_hf.prompts import SCHEMA_EXPLANATION_CHARS, TAGS_JSON_SCHEMA, get_template  # noqa: E402
 
 # On the CPU build gpu_memory_utilization is a fraction of host memory; a fixed KV cache
 # keeps two engines (the rank test) from each claiming most of it.
@@ -72,6 +73,7 @@ def test_structured_outputs_force_schema_json_on_the_generate_path(tmp_path, row
         for item in answer:
             assert set(item) == set(TAGS_JSON_SCHEMA["items"]["required"])
             assert all(isinstance(v, str) for v in item.values())
+            assert len(item["tag"]) <= MAX_TAG_CHARS and len(item["explanation"]) <= SCHEMA_EXPLANATION_CHARS
     backend.close()
 
 

@@ -4,7 +4,8 @@ One ``vllm.LLM`` per process, created on first use; each call sends the whole ba
 in one ``LLM.generate`` (templates with a fixed prompt text, such as Vicuna v1.1) or
 ``LLM.chat`` (chat templates) call, greedy, with ``max_tokens`` set and, unless turned
 off, JSON output enforced through ``SamplingParams(structured_outputs=
-StructuredOutputsParams(json=...))``. vLLM is imported only when the engine starts.
+StructuredOutputsParams(json=...))`` with the bounded tag schema. vLLM is imported
+only when the engine starts.
 
 Several GPUs of one machine: run one engine per GPU with
 ``ds.map(tagger, batched=True, num_proc=N, with_rank=True)`` (see
@@ -19,7 +20,7 @@ import logging
 import os
 import threading
 
-from ..prompts import TAGS_JSON_SCHEMA, Prompt
+from ..prompts import BOUNDED_TAGS_JSON_SCHEMA, BOUNDED_TAGS_SCHEMA_ID, Prompt
 from .base import Completion, EngineBackend, GenerationParams
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ class VLLMBackend(EngineBackend):
         return {"model": INSTAGGER} if torch.cuda.is_available() else None
 
     def identity(self) -> dict:
-        return {"backend": self.name, "model": self.model, "revision": self.revision}
+        return {"backend": self.name, "model": self.model, "revision": self.revision,
+                "structured": BOUNDED_TAGS_SCHEMA_ID if self.structured else None}
 
     def describe(self) -> str:
         return f"{self.name} ({self.model}, tensor_parallel_size={self.tensor_parallel_size})"
@@ -127,7 +129,7 @@ class VLLMBackend(EngineBackend):
         if params.stop:
             kwargs.update(stop=list(params.stop), include_stop_str_in_output=True)
         if structured:
-            kwargs["structured_outputs"] = StructuredOutputsParams(json=TAGS_JSON_SCHEMA)
+            kwargs["structured_outputs"] = StructuredOutputsParams(json=BOUNDED_TAGS_JSON_SCHEMA)
         return SamplingParams(**kwargs)
 
     def _tokenizer(self):
