@@ -12,6 +12,7 @@ from pathlib import Path
 SAMPLE_PREFIX = "sample:"
 #: modules that contribute subcommands (normalize, analyze, sample, ...)
 API_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
+VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "engine_kwargs")
 COMMAND_MODULES = ("instag_hf.cli_normalize", "instag_hf.cli_analysis", "instag_hf.cli_publish", "instag_hf.cli_quality")
 
 
@@ -52,24 +53,49 @@ def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", type=int, help="openai backend: requests in flight (default: 16)")
     g.add_argument("--timeout", type=float, help="openai backend: seconds per attempt (default: 60)")
     g.add_argument("--max-retries", type=int, help="openai backend: retries after the first attempt (default: 5)")
+    g.add_argument("--tensor-parallel-size", type=int, help="vllm backend: GPUs per engine (default: 1)")
+    g.add_argument("--gpu-memory-utilization", type=float,
+                   help="vllm backend: share of GPU memory the engine may take (default: 0.9)")
+    g.add_argument("--max-model-len", type=int, help="vllm backend: context length (default: 2048, InsTagger's)")
+    g.add_argument("--dtype", help="vllm backend: weights dtype (default: the model's)")
+    g.add_argument("--engine-arg", dest="engine_kwargs", action="append", type=_engine_arg, metavar="KEY=VALUE",
+                   help="vllm backend: any other vLLM engine argument, repeatable; VALUE is read as JSON when it "
+                        "parses (enforce_eager=true, load_format=dummy)")
     g.add_argument("--query-column", help="tag this plain text column")
     g.add_argument("--format", help="force the layout: sharegpt, messages, alpaca, dolly, text")
+
+
+def _engine_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
 
 
 def _tagger(args):
     from .tagger import Tagger
 
+    engine = {k: getattr(args, k) for k in VLLM_OPTIONS if getattr(args, k, None) is not None}
+    if engine and args.backend != "vllm":
+        flags = ", ".join("--" + ("engine-arg" if k == "engine_kwargs" else k.replace("_", "-")) for k in engine)
+        raise SystemExit(f"instag: {flags} set the vLLM engine; add --backend vllm")
+    if "engine_kwargs" in engine:
+        engine["engine_kwargs"] = dict(engine["engine_kwargs"])
     return Tagger(
         backend=args.backend, model=args.model, template=args.template, batch_size=args.batch_size,
         max_query_tokens=args.max_query_tokens, max_new_tokens=args.max_new_tokens,
         cache_dir=args.cache_dir, use_cache=not args.no_cache, query_column=args.query_column,
         format=args.format,
-        **{k: getattr(args, k) for k in API_OPTIONS if getattr(args, k) is not None},
+        **{k: getattr(args, k) for k in API_OPTIONS if getattr(args, k) is not None}, **engine,
     )
 
 
 def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch_size: int,
-                  ray_actors: int = 0, ray_gpus: float = 0) -> dict:
+                  ray_actors: int = 0, ray_gpus: float = 0, gpus: int = 0) -> dict:
     from .metrics import summarize_dataset
 
     if limit is not None:
@@ -79,6 +105,10 @@ def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch
 
         tagged = tag_dataset_with_ray(ds, tagger, actors=ray_actors, num_gpus_per_actor=ray_gpus,
                                       batch_size=map_batch_size)
+    elif gpus:
+        from .gpus import tag_on_gpus
+
+        tagged = tag_on_gpus(ds, tagger, num_gpus=gpus, batch_size=map_batch_size, desc=f"Tagging {name}")
     else:
         tagged = tagger.map(ds, batch_size=map_batch_size, desc=f"Tagging {name}")
     tagged.save_to_disk(str(out / name))
@@ -102,8 +132,10 @@ def cmd_tag(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ds = load_input(args.input, args.split)
     name = Path(args.input.replace(SAMPLE_PREFIX, "sample_")).stem or "tagged"
+    if args.gpus and args.ray_actors:
+        raise SystemExit("instag: use either --gpus (one machine) or --ray-actors (a Ray cluster)")
     parts = {name: _tag_and_save(tagger, ds, out, name, args.limit, args.map_batch_size,
-                                 args.ray_actors, args.ray_gpus_per_actor)}
+                                 args.ray_actors, args.ray_gpus_per_actor, args.gpus)}
     _write_summary(out, tagger, parts)
     return 0
 
@@ -155,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-actors", type=int, default=0,
                    help="tag on Ray Data with this many actors (ray.init() joins $RAY_ADDRESS or starts one locally)")
     p.add_argument("--ray-gpus-per-actor", type=float, default=0)
+    p.add_argument("--gpus", type=int, default=0,
+                   help="data parallel on this machine: one engine per GPU in N spawned map workers (vllm backend)")
     _add_tagger_options(p)
     p.set_defaults(func=cmd_tag)
 

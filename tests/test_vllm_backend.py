@@ -231,3 +231,30 @@ def test_structured_and_free_answers_never_share_cache_entries(vllm, cache_dir):
     free.tag_queries(["Plan a trip to Rome"])
     constrained.tag_queries(["Plan a trip to Rome"])
     assert sum(len(llm.calls) for llm in vllm.instances) == 2
+
+
+def test_cli_passes_engine_arguments_to_the_engine(vllm, tmp_path, capsys):
+    from instag_hf.cli import main
+
+    out = tmp_path / "out"
+    assert main(["tag", "sample:alpaca", "--limit", "3", "--backend", "vllm", "--max-model-len", "4096",
+                 "--dtype", "bfloat16", "--gpu-memory-utilization", "0.5", "--tensor-parallel-size", "1",
+                 "--engine-arg", "enforce_eager=true", "--engine-arg", "load-format=dummy",
+                 "--engine-arg", "max_num_seqs=64", "--output", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    (llm,) = vllm.instances
+    assert llm.kwargs == {"model": INSTAGGER, "tensor_parallel_size": 1, "gpu_memory_utilization": 0.5,
+                          "dtype": "bfloat16", "seed": 0, "max_model_len": 4096, "enforce_eager": True,
+                          "load_format": "dummy", "max_num_seqs": 64}
+    rows = [json.loads(line) for line in (out / "sample_alpaca.jsonl").read_text().splitlines()]
+    assert [r[schema.STATUS] for r in rows] == ["ok"] * 3
+
+
+def test_cli_refuses_engine_arguments_without_the_vllm_backend(tmp_path):
+    from instag_hf.cli import main
+
+    with pytest.raises(SystemExit, match="--max-model-len, --engine-arg .*--backend vllm"):
+        main(["tag", "sample:alpaca", "--backend", "transformers", "--max-model-len", "4096",
+              "--engine-arg", "enforce_eager=true", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit) as bad:
+        main(["tag", "sample:alpaca", "--backend", "vllm", "--engine-arg", "enforce_eager"])
+    assert bad.value.code == 2

@@ -115,3 +115,21 @@ def test_ray_actors_with_real_engines_equal_the_datasets_path(fewshot, rows, tmp
         ray.shutdown()
     assert tagged.features == single.features
     assert tagged.to_list() == single.to_list()
+
+
+def test_cli_tags_on_two_data_parallel_engines(fewshot, rows, tmp_path):
+    """`instag tag --backend vllm --gpus 2` in a real process: two spawned workers, one engine each."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "instag_hf", "tag", "sample:alpaca", "--limit", str(len(rows)), "--backend", "vllm",
+               "--model", str(embedded_checkpoint()), "--template", "fewshot", "--dtype", "float32", "--gpus", "2",
+               "--map-batch-size", "4", "--engine-arg", "enforce_eager=true",
+               "--engine-arg", f"kv_cache_memory_bytes={ENGINE['kv_cache_memory_bytes']}",
+               "--output", str(out), "--cache-dir", str(tmp_path / "c")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr[-3000:]
+    tagged = [json.loads(line) for line in (out / "sample_alpaca.jsonl").read_text().splitlines()]
+    assert [r["instag_tags"] for r in tagged] == fewshot.map(rows)["instag_tags"]
