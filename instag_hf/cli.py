@@ -127,13 +127,13 @@ def _write_summary(out: Path, tagger, parts: dict) -> None:
 
 
 def cmd_tag(args) -> int:
+    if args.gpus and args.ray_actors:
+        raise SystemExit("instag: use either --gpus (one machine) or --ray-actors (a Ray cluster)")
     tagger = _tagger(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_input(args.input, args.split)
     name = Path(args.input.replace(SAMPLE_PREFIX, "sample_")).stem or "tagged"
-    if args.gpus and args.ray_actors:
-        raise SystemExit("instag: use either --gpus (one machine) or --ray-actors (a Ray cluster)")
     parts = {name: _tag_and_save(tagger, ds, out, name, args.limit, args.map_batch_size,
                                  args.ray_actors, args.ray_gpus_per_actor, args.gpus)}
     _write_summary(out, tagger, parts)

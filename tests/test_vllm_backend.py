@@ -258,3 +258,10 @@ def test_cli_refuses_engine_arguments_without_the_vllm_backend(tmp_path):
     with pytest.raises(SystemExit) as bad:
         main(["tag", "sample:alpaca", "--backend", "vllm", "--engine-arg", "enforce_eager"])
     assert bad.value.code == 2
+
+
+def test_cli_refuses_gpus_together_with_ray(tmp_path):
+    from instag_hf.cli import main
+
+    with pytest.raises(SystemExit, match="either --gpus"):
+        main(["tag", "sample:alpaca", "--gpus", "2", "--ray-actors", "2", "--output", str(tmp_path)])
