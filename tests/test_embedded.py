@@ -49,6 +49,16 @@ def test_truncation_uses_the_model_tokenizer(cache_dir):
     assert backend.truncate("short", 50) == ("short", False)
 
 
+def test_a_cached_rerun_counts_tokens_without_loading_the_weights(cache_dir):
+    queries = ["Summarize this report in three bullet points: " + "The quarter closed with steady sales. " * 12]
+    first = instag_hf.Tagger(cache_dir=cache_dir, max_new_tokens=16, progress=False)
+    assert first.tag_queries(queries)[0].status != "backend_error"
+    again = instag_hf.Tagger(cache_dir=cache_dir, max_new_tokens=16, progress=False)
+    assert [r.tags for r in again.tag_queries(queries)] == [r.tags for r in first.tag_queries(queries)]
+    assert again.stats.cache_hits == 1 and again.query_budget() == 1536
+    assert again.backend._loaded is None and again.backend._tok is not None
+
+
 def test_batched_and_single_generation_agree(cache_dir):
     queries = ["Write a SQL query that counts orders per customer.", "Translate 'thank you' into German."]
     batched = instag_hf.Tagger(cache_dir=cache_dir, batch_size=2, max_new_tokens=48).tag_queries(queries)

@@ -44,6 +44,7 @@ class TransformersBackend(EngineBackend):
         self.dtype = dtype
         self.gguf_file = gguf_file
         self._lock = threading.Lock()
+        self._tok = None
         self._loaded = None
 
     def __getstate__(self):
@@ -60,34 +61,52 @@ class TransformersBackend(EngineBackend):
             ident["gguf_file"] = self.gguf_file
         return ident
 
+    def _source(self) -> tuple[str, dict]:
+        source = str(embedded_checkpoint()) if self.model == EMBEDDED_MODEL else self.model
+        kwargs = {"revision": self.revision} if self.revision else {}
+        if self.gguf_file:
+            kwargs["gguf_file"] = self.gguf_file
+        return source, kwargs
+
+    def _tokenizer(self):
+        """The tokenizer, loaded without the weights: counting tokens of cached queries loads no model."""
+        with self._lock:
+            if self._tok is None:
+                from transformers import AutoTokenizer
+
+                source, kwargs = self._source()
+                tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+                tokenizer.padding_side = "left"
+                if tokenizer.pad_token is None:
+                    tokenizer.pad_token = tokenizer.eos_token
+                self._tok = tokenizer
+            return self._tok
+
     def _load(self):
+        tokenizer = self._tokenizer()
         with self._lock:
             if self._loaded is not None:
                 return self._loaded
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoModelForCausalLM
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             dtype = getattr(torch, self.dtype) if self.dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
-            source = str(embedded_checkpoint()) if self.model == EMBEDDED_MODEL else self.model
-            kwargs = {"revision": self.revision} if self.revision else {}
-            if self.gguf_file:
-                kwargs["gguf_file"] = self.gguf_file
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            tokenizer.padding_side = "left"
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
+            source, kwargs = self._source()
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
             self._loaded = (tokenizer, model, device)
             logger.info("transformers backend: loaded %s on %s", self.identity()["model"], device)
             return self._loaded
 
     def context_length(self) -> int | None:
-        config = self._load()[1].config
-        return getattr(config, "max_position_embeddings", None)
+        if self._loaded is not None:
+            config = self._loaded[1].config
+        else:
+            from transformers import AutoConfig
 
-    def _tokenizer(self):
-        return self._load()[0]
+            source, kwargs = self._source()
+            config = AutoConfig.from_pretrained(source, **kwargs)
+        return getattr(config, "max_position_embeddings", None)
 
     def _shared_prefix(self, prompts: list[Prompt]) -> str:
         """The rendered text of the turns before the query, when all prompts share it (few-shot)."""
@@ -96,7 +115,7 @@ class TransformersBackend(EngineBackend):
             return ""
         if any(p.messages[:-1] != first.messages[:-1] or p.text is not None for p in prompts):
             return ""
-        tokenizer = self._load()[0]
+        tokenizer = self._tokenizer()
         return tokenizer.apply_chat_template(list(first.messages[:-1]), tokenize=False)
 
     def _prefix_state(self, prefix: str):
