@@ -25,12 +25,24 @@ from .publish import InstagDatasetCard, push_to_hub, write_dataset_card
 
 __version__ = "0.1.0"
 
+
+
+def _verbosity(value: str) -> int:
+    """A logging level from ``INSTAG_HF_VERBOSITY``: a name (``info``, ``DEBUG``) or a number (``20``);
+    INFO when unset or unreadable."""
+    value = value.strip()
+    if value.lstrip("-").isdigit():
+        return int(value)
+    level = logging.getLevelName(value.upper()) if value else logging.INFO
+    return level if isinstance(level, int) else logging.INFO
+
+
 _logger = logging.getLogger(__name__)
 if not _logger.handlers:
     _handler = logging.StreamHandler()
     _handler.setFormatter(logging.Formatter("[instag_hf] %(message)s"))
     _logger.addHandler(_handler)
-    _logger.setLevel(os.environ.get("INSTAG_HF_VERBOSITY", "INFO").upper())
+    _logger.setLevel(_verbosity(os.environ.get("INSTAG_HF_VERBOSITY", "")))
     _logger.propagate = False
 
 #: A ready tagger with the automatically chosen backend: ``ds.map(instag_hf.tag, batched=True)``.

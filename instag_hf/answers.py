@@ -18,15 +18,20 @@ from .prompts import Prompt
 def answer_requests(keys: Iterable[str], render: Callable[[str], Prompt], backend: Backend,
                     params: GenerationParams, *, cache: RequestCache | None, batch_size: int,
                     progress: str | None = None,
-                    on_completion: Callable[[str, Completion], None] | None = None) -> tuple[dict[str, dict], int]:
+                    on_completion: Callable[[str, Completion], None] | None = None,
+                    rekey: Callable[[str, dict], str] | None = None) -> tuple[dict[str, dict], int]:
     """Records per key and how many came from the cache.
 
     ``keys`` are sent in the given order (de-duplicated); ``render(key)`` builds a
     prompt only for keys the cache lacks. ``progress`` is a progress-bar label, shown
     when more than ``batch_size`` requests go out. ``on_completion`` sees every answer.
+    An answer whose request options changed mid-run (``Completion.options``, such as a
+    response-format fallback) is cached under ``rekey(key, options)``, the key of what
+    was really sent, and still returned under ``key``.
     """
     keys = list(dict.fromkeys(keys))
     found = cache.get_many(keys) if cache is not None else {}
+    sent_with = backend.request_options()
     cached = len(found)
     missing = [k for k in keys if k not in found]
     if not missing:
@@ -49,7 +54,11 @@ def answer_requests(keys: Iterable[str], render: Callable[[str], Prompt], backen
                 record = {"text": completion.text}
                 if completion.completion_tokens is not None:
                     record["completion_tokens"] = completion.completion_tokens
-                fresh[key] = found[key] = record
+                found[key] = record
+                if completion.options is None or completion.options == sent_with:
+                    fresh[key] = record
+                elif rekey is not None:
+                    fresh[rekey(key, completion.options)] = record
             if cache is not None:
                 cache.put_many(fresh)
             if bar is not None:

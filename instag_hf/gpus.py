@@ -23,7 +23,9 @@ def gpu_count() -> int:
 
 
 def tag_on_gpus(dataset, tagger, num_gpus: int | None = None, **map_kwargs):
-    """``tagger.map(dataset)`` with one worker process per GPU (spawned, ranks = GPU ids)."""
+    """``tagger.map(dataset)`` with one worker process per GPU (spawned, ranks = GPU ids).
+
+    The spawn start method holds only while the workers start; the program's own is restored."""
     import multiprocess
 
     num_gpus = gpu_count() if num_gpus is None else num_gpus
@@ -31,7 +33,11 @@ def tag_on_gpus(dataset, tagger, num_gpus: int | None = None, **map_kwargs):
         raise RuntimeError("no CUDA GPU is visible; use tagger.map(dataset) on this machine")
     if getattr(tagger.backend, "tensor_parallel_size", 1) > 1:
         raise ValueError("one engine per GPU needs tensor_parallel_size=1; for tensor parallel engines use Ray")
-    multiprocess.set_start_method("spawn", force=True)
     if num_gpus == 1:
         return tagger.map(dataset, **map_kwargs)
-    return tagger.map(dataset, num_proc=num_gpus, with_rank=True, **map_kwargs)
+    previous = multiprocess.get_start_method(allow_none=True)
+    multiprocess.set_start_method("spawn", force=True)  # datasets' worker pool reads the global method
+    try:
+        return tagger.map(dataset, num_proc=num_gpus, with_rank=True, **map_kwargs)
+    finally:
+        multiprocess.set_start_method(previous, force=True)

@@ -37,12 +37,14 @@ class RayTagger:
 
 def tag_ray(ray_dataset, tagger: Tagger, actors: int = 1, num_gpus_per_actor: float = 0,
             num_cpus_per_actor: float | None = None, batch_size: int = 256):
-    """A lazy Ray ``Dataset`` with the tag columns added (rows keep their order)."""
-    import ray.data
+    """A lazy Ray ``Dataset`` with the tag columns added.
 
+    Rows keep their order where ``ray_dataset``'s own ``DataContext`` preserves order
+    (``execution_options.preserve_order``, as :func:`tag_dataset_with_ray` sets it);
+    no global Ray setting is changed.
+    """
     if actors < 1:
         raise ValueError(f"actors must be >= 1, got {actors}")
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
     kwargs = {}
     if num_gpus_per_actor:
         kwargs["num_gpus"] = num_gpus_per_actor
@@ -63,7 +65,12 @@ def tag_dataset_with_ray(dataset, tagger: Tagger, **kwargs):
 
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    tagged = tag_ray(ray.data.from_huggingface(dataset), tagger, **kwargs)
+    # rows must come back in order; a Ray dataset keeps a copy of the context it was made under
+    ordered = ray.data.DataContext.get_current().copy()
+    ordered.execution_options.preserve_order = True
+    with ray.data.DataContext.current(ordered):
+        source = ray.data.from_huggingface(dataset)
+    tagged = tag_ray(source, tagger, **kwargs)
     table = pa.concat_tables(ray.get(tagged.to_arrow_refs()))
     kept = {k: v for k, v in dataset.features.items() if k not in schema.TAG_FEATURES}
     features = Features({**kept, **schema.TAG_FEATURES})

@@ -40,4 +40,14 @@ TAG_FEATURES = Features(
     }
 )
 
+def passed_one_row(batch) -> bool | None:
+    """Whether ``datasets`` passed a map function one row (True) or a batch (False); None when
+    the input is a plain mapping (an ``IterableDataset``, a direct call) and the caller must tell."""
+    from datasets.formatting.formatting import LazyBatch, LazyRow
+
+    if isinstance(batch, LazyRow):
+        return True
+    return False if isinstance(batch, LazyBatch) else None
+
+
 TAG_ARROW_TYPES: dict[str, pa.DataType] = {field.name: field.type for field in TAG_FEATURES.arrow_schema}

@@ -8,6 +8,7 @@ results stay in ``instag_turn_tags`` / ``instag_turn_status``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -132,9 +133,15 @@ class Tagger:
         self.cache = RequestCache(cfg["cache_dir"]) if cfg["use_cache"] else None
         self.stats = TagStats()
 
-    # Pickled as configuration only: stable datasets fingerprints, cheap num_proc workers.
+    # Pickled as configuration plus the resolved identity (no model is loaded for it): the
+    # ``datasets`` fingerprint changes with the backend really used (``backend="auto"`` reads
+    # the environment), and num_proc workers stay cheap to start.
     def __getstate__(self):
-        return {"config": self._config}
+        try:
+            identity = self.namespace()
+        except (RuntimeError, ValueError, ImportError) as exc:  # no backend can run here: map will say why
+            identity = {"unresolved": f"{type(exc).__name__}: {exc}"}
+        return {"config": self._config, "identity": identity}
 
     def __setstate__(self, state):
         self._config = state["config"]
@@ -153,6 +160,10 @@ class Tagger:
                      "temperature", "cache_dir", "use_cache", "query_column", "format", "revision", "progress"}
             options = {k: v for k, v in cfg.items() if k not in known}
             self._backend = make_backend(cfg["backend"], model=cfg["model"], revision=cfg["revision"], **options)
+            if self.cache is not None:
+                found = self.cache.get_many([self._learned_key()])
+                if found:
+                    self._backend.learn(json.loads(found[self._learned_key()]["text"]))
             desc = f"{self._backend.describe()} with template {self.template.id}"
             if desc not in _ANNOUNCED:
                 _ANNOUNCED.add(desc)
@@ -180,8 +191,21 @@ class Tagger:
         return schema.TAG_FEATURES
 
     def namespace(self) -> dict:
-        """Everything besides the query that decides an answer (the cache key's namespace)."""
+        """Everything besides the query that decides an answer (the cache key's namespace):
+        the backend's identity (server, model, revision, request and engine options), the
+        template id and the generation parameters. Each request's key adds the backend's
+        :meth:`~instag_hf.backends.Backend.request_options` as really sent."""
         return {"backend": self.backend.identity(), "template": self.template.id, "params": self.params.as_dict()}
+
+    def cache_key(self, query: str) -> str:
+        """The request-cache key of ``query`` as the next request would send it."""
+        return request_key(self._request_namespace(self.backend.request_options()), query)
+
+    def _request_namespace(self, options: dict):
+        return namespace_hash({**self.namespace(), "request": options} if options else self.namespace())
+
+    def _learned_key(self) -> str:
+        return "learned:" + request_key({"backend": self.backend.identity()}, "")
 
     def describe(self) -> dict:
         """Settings to publish with the tags (cards, reports). Holds no secret."""
@@ -215,7 +239,7 @@ class Tagger:
                 limit = self.query_budget()
                 if size > limit:
                     text, cut = self.backend.truncate(text[: limit * 16], limit)
-            namespace = namespace or namespace_hash(self.namespace())
+            namespace = namespace or self._request_namespace(self.backend.request_options())
             key = request_key(namespace, text)
             if key in jobs:
                 jobs[key][1].append(i)
@@ -262,11 +286,17 @@ class Tagger:
             self.stats.completion_tokens += c.completion_tokens or 0
             self.stats.prompt_tokens += c.prompt_tokens or 0
 
+        def rekey(key: str, options: dict) -> str:
+            return request_key(self._request_namespace(options), requests[key])
+
+        learned = self.backend.learned()
         found, cached = answer_requests(
             sorted(requests, key=lambda k: len(requests[k])), lambda k: template.render(requests[k]), self.backend,
             self.params, cache=self.cache, batch_size=self._config["batch_size"],
-            progress="Tagging queries" if self._config["progress"] else None, on_completion=count)
+            progress="Tagging queries" if self._config["progress"] else None, on_completion=count, rekey=rekey)
         self.stats.cache_hits += cached
+        if self.cache is not None and self.backend.learned() != learned:
+            self.cache.put_many({self._learned_key(): {"text": json.dumps(self.backend.learned())}})
         return found
 
     def _format(self, columns: Sequence[str]) -> QueryFormat:
@@ -299,6 +329,11 @@ class Tagger:
         that whole batch could come back without a single tag (a backend that is
         down), pass ``features=`` as :meth:`map` does.
         """
+        if isinstance(batch, str):
+            return self.tag_rows([[batch]])[0]
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"a Tagger is called with a dataset row or batch (a mapping of columns), got "
+                            f"{type(batch).__name__}; to tag a list of query strings use Tagger.tag_queries")
         if rank is not None and self._backend is None:
             bind = getattr(self.backend, "bind_device", None)
             if bind is not None:
@@ -310,12 +345,14 @@ class Tagger:
         return {name: [r[name] for r in rows] for name in schema.TAG_FEATURES}
 
     def map(self, dataset, **map_kwargs):
-        """``dataset.map(self, batched=True)`` with the output features declared and a progress label."""
-        from datasets import Dataset
+        """``dataset.map(self, batched=True)`` with the output features declared and, for a
+        ``Dataset``, a progress label; an ``IterableDataset`` is tagged lazily as it is read."""
+        from datasets import Dataset, IterableDataset
 
         map_kwargs.setdefault("batched", True)
-        map_kwargs.setdefault("desc", "Tagging")
         if isinstance(dataset, Dataset):
+            map_kwargs.setdefault("desc", "Tagging")
+        if isinstance(dataset, (Dataset, IterableDataset)) and dataset.features is not None:
             kept = {k: v for k, v in dataset.features.items() if k not in schema.TAG_FEATURES}
             map_kwargs.setdefault("features", schema.Features({**kept, **schema.TAG_FEATURES}))
         return dataset.map(self, **map_kwargs)
@@ -346,11 +383,17 @@ def _combine(per_turn: list[TurnResult]) -> dict:
 
 
 def _is_single_row(batch: Mapping[str, Any], fmt: QueryFormat) -> bool:
-    """``map`` without ``batched=True`` passes one row; tell it from a batch by its main column."""
+    """``map`` without ``batched=True`` passes one row; tell it from a batch by its type
+    (``datasets`` passes a ``LazyRow`` or a ``LazyBatch``), else by its main column."""
+    known = schema.passed_one_row(batch)
+    if known is not None:
+        return known
     value = batch.get(fmt.column or "instruction")
     if fmt.kind in ("sharegpt", "messages"):
         if isinstance(value, Mapping):  # one row of a struct-of-lists column
             return True
+        if not value:  # an empty conversation, or an empty batch: a batch has every column a list
+            return not all(isinstance(v, (list, tuple)) and len(v) == len(value or ()) for v in batch.values())
         role = "from" if fmt.kind == "sharegpt" else "role"
-        return bool(value) and isinstance(value[0], Mapping) and isinstance(value[0].get(role), str)
+        return isinstance(value[0], Mapping) and isinstance(value[0].get(role), str)
     return not isinstance(value, (list, tuple))

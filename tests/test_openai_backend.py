@@ -116,14 +116,58 @@ def test_client_errors_are_not_retried(cache_dir):
         assert server.outcomes["unknown_model"] == 1
 
 
-def test_json_schema_rejection_falls_back_to_json_mode(cache_dir, caplog):
-    with FakeChatServer(Faults(reject_json_schema=True)) as server:
+@pytest.mark.parametrize("style", ["openai", "llama_cpp"])
+def test_json_schema_rejection_falls_back_to_json_mode(cache_dir, caplog, style):
+    with FakeChatServer(Faults(reject_json_schema=True, rejection_style=style)) as server:
         t = api_tagger(server, cache_dir, concurrency=1)
         with caplog.at_level(logging.WARNING, logger="instag_hf"):
             results = t.tag_queries(queries(5))
         assert [r.status for r in results] == ["ok"] * 5
         assert server.response_formats == Counter({"json_object": 5})
         assert server.outcomes["rejected_response_format"] == 1
+        assert t.backend.stats()["retries"] == 0
+        warned = [r for r in caplog.records if "does not support response_format" in r.getMessage()]
+        assert len(warned) == 1 and "json_schema" in warned[0].getMessage()
+        # remembered per server: a second backend for the same server starts in JSON mode
+        api_tagger(server, cache_dir + "-2").tag_queries(["One more query about cats"])
+        assert server.outcomes["rejected_response_format"] == 1
+
+
+def test_both_formats_rejected_the_llama_cpp_way_fall_back_to_plain_text(cache_dir):
+    faults = Faults(reject_json_schema=True, reject_json_object=True, rejection_style="llama_cpp")
+    with FakeChatServer(faults) as server:
+        results = api_tagger(server, cache_dir, concurrency=2).tag_queries(queries(4))
+        assert [r.status for r in results] == ["ok"] * 4
+        assert server.response_formats == Counter({"none": 4})
+
+
+def test_an_error_not_about_the_format_never_turns_it_off(cache_dir):
+    with FakeChatServer(Faults(max_query_chars=200, error_500=0.3)) as server:
+        t = api_tagger(server, cache_dir, concurrency=1)
+        long_one = "Summarize this: " + "words " * 100
+        results = t.tag_queries([long_one] + queries(6))
+        assert results[0].status == "backend_error" and "maximum context length" in results[0].error
+        assert [r.status for r in results[1:]] == ["ok"] * 6
+        assert set(server.response_formats) == {"json_schema"}
+        assert t.backend.request_options() == {"response_format": "json_schema"}
+
+
+def test_an_explicit_format_is_never_changed_behind_the_users_back(cache_dir):
+    with FakeChatServer(Faults(reject_json_schema=True)) as server:
+        (r,) = api_tagger(server, cache_dir, response_format="json_schema").tag_queries(["Plan a trip to Rome"])
+        assert r.status == "backend_error" and "not supported" in r.error
+        assert server.response_formats == Counter()
+
+
+def test_a_bug_in_the_client_raises_instead_of_becoming_row_errors(cache_dir):
+    class Broken(OpenAIBackend):
+        def _completion(self, raw):
+            raise AttributeError("a bug")
+
+    with FakeChatServer() as server:
+        t = instag_hf.Tagger(backend=Broken(model="fake-tagger", base_url=server.url, **FAST), cache_dir=cache_dir)
+        with pytest.raises(AttributeError, match="a bug"):
+            t.tag_queries(queries(3))
     with FakeChatServer() as server:
         api_tagger(server, cache_dir + "-none", response_format="none").tag_queries(["Hello there friend"])
         assert server.response_formats == Counter({"none": 1})

@@ -30,7 +30,11 @@ def test_ray_and_datasets_paths_agree_on_the_bundled_chat_sample(local_ray, tmp_
                                     cache_dir=str(tmp_path / name), progress=False)
 
         local = tagger("local").map(ds)
+        context = ray.data.DataContext.get_current()
+        before = context.execution_options.preserve_order
         distributed = tag_dataset_with_ray(ds, tagger("ray"), actors=2, batch_size=16)
+        assert ray.data.DataContext.get_current() is context
+        assert context.execution_options.preserve_order == before  # the user's global context is untouched
     assert distributed.features == local.features
     assert distributed.to_list() == local.to_list()
     assert set(local[schema.STATUS]) <= {"ok", "parse_error"}  # a query with no long word gets no keyword tag

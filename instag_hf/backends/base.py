@@ -11,6 +11,11 @@ from ..prompts import Prompt
 
 logger = logging.getLogger(__name__)
 
+#: Errors that mean a bug, not a failed request: they raise instead of becoming ``backend_error``
+#: rows (an engine's out-of-memory, a too-long prompt or a broken chat template still do).
+PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, ImportError, LookupError, AssertionError,
+                      NotImplementedError)
+
 
 @dataclass(frozen=True)
 class GenerationParams:
@@ -32,6 +37,8 @@ class Completion:
     error: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: the backend's :meth:`Backend.request_options` really used, where they changed mid-run
+    options: dict | None = None
 
 
 class Backend(ABC):
@@ -54,6 +61,18 @@ class Backend(ABC):
     @abstractmethod
     def identity(self) -> dict:
         """What decides the answers besides the prompt: model, revision, ... (cache key, cards)."""
+
+    def request_options(self) -> dict:
+        """Options of the next request that decide its answer and may change during a run
+        (the API backend's response format after a fallback); part of each cache key."""
+        return {}
+
+    def learned(self) -> dict:
+        """What this backend found out about its server that later runs should reuse (JSON)."""
+        return {}
+
+    def learn(self, state: dict) -> None:
+        """Take back what :meth:`learned` returned in an earlier run."""
 
     @abstractmethod
     def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
@@ -124,6 +143,8 @@ class EngineBackend(Backend):
             return []
         try:
             return self._generate(prompts, params)
+        except PROGRAMMING_ERRORS:
+            raise
         except Exception as exc:
             logger.exception("%s generation failed for a batch of %d", self.name, len(prompts))
             return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..prompts import TEMPLATES, Prompt
-from .base import Backend, Completion, GenerationParams
+from .base import PROGRAMMING_ERRORS, Backend, Completion, GenerationParams
 
 
 def _wrappers() -> list[tuple[str, str]]:
@@ -128,6 +128,8 @@ class LocalBackend(Backend):
         model = self.load()
         try:
             found = model.predict([query_of(p) for p in prompts], self.threshold, self.max_tags)
+        except PROGRAMMING_ERRORS:
+            raise
         except Exception as exc:
             return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
         out = []

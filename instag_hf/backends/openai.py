@@ -34,6 +34,12 @@ DEFAULT_MODEL = "gpt-4o-mini"
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 RESPONSE_FORMATS = ("auto", "json_schema", "json_object", "none")
 _FALLBACK = {"json_schema": "json_object", "json_object": "none"}
+# Statuses a server may use to say "this response_format is not supported": 400/422 from
+# OpenAI and vLLM, 500 from llama-cpp-python (its validation errors), 501 from a few gateways.
+_FORMAT_REJECTION_STATUS = frozenset({400, 415, 422, 500, 501})
+# Formats found unsupported, per (base URL, model): shared by every backend of this process.
+_UNSUPPORTED: dict[tuple[str, str], set[str]] = {}
+_UNSUPPORTED_LOCK = threading.Lock()
 SCHEMA_FORMAT = {
     "type": "json_schema",
     "json_schema": {
@@ -81,8 +87,8 @@ class _LoopThread:
         if self.session is not None and not self.session.closed:
             try:
                 self.submit(self.session.close()).result(5)
-            except Exception:
-                pass
+            except (TimeoutError, RuntimeError, OSError) as exc:
+                logger.debug("closing the HTTP session failed: %s", exc)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         if not self.loop.is_running():
@@ -102,8 +108,10 @@ class OpenAIBackend(Backend):
     ``max_retries``, extra attempts after the first; ``backoff_base`` /
     ``backoff_max``, the exponential backoff in seconds; ``max_retry_after``, the
     longest ``Retry-After`` honoured before giving up; ``response_format``:
-    ``auto`` tries a JSON schema, then JSON mode, then none, as the server
-    rejects each; ``extra_body`` is merged into every request.
+    ``auto`` tries a JSON schema, then JSON mode, then none, moving on only when
+    the server's error says the format is unsupported (remembered per server and
+    model); an explicit format is always sent as asked. ``extra_body`` is merged
+    into every request.
     """
 
     name = "openai"
@@ -144,7 +152,6 @@ class OpenAIBackend(Backend):
     def _init_runtime(self) -> None:
         self._runner: _LoopThread | None = None
         self._runner_pid: int | None = None
-        self._format = "json_schema" if self.response_format == "auto" else self.response_format
         self._stats = {"requests_sent": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
                        "transient_errors": Counter(), "failures": Counter()}
 
@@ -164,7 +171,54 @@ class OpenAIBackend(Backend):
         return {"base_url": base_url, "api_key_env": os.environ.get("INSTAG_API_KEY_ENV", "OPENAI_API_KEY")}
 
     def identity(self) -> dict:
-        return {"backend": self.name, "model": self.model, "revision": self.revision}
+        """The server, the model and every request option that can change an answer.
+
+        Concurrency, timeouts, retries and the key's variable name are left out: they
+        change how an answer is fetched, never what it is. The response format really
+        sent with a request is in :meth:`request_options` (it can fall back mid-run).
+        """
+        ident = {"backend": self.name, "model": self.model, "revision": self.revision,
+                 "base_url": _without_credentials(self.base_url), "response_format": self.response_format,
+                 "schema": SCHEMA_FORMAT["json_schema"]}
+        if self.extra_body:
+            ident["extra_body"] = self.extra_body
+        return ident
+
+    def request_options(self) -> dict:
+        return {"response_format": self._current_format()}
+
+    def learned(self) -> dict:
+        unsupported = _UNSUPPORTED.get(self._server(), set())
+        return {"unsupported_formats": sorted(unsupported)} if unsupported else {}
+
+    def learn(self, state: dict) -> None:
+        formats = {f for f in state.get("unsupported_formats", ()) if f in _FALLBACK}
+        if formats:
+            with _UNSUPPORTED_LOCK:
+                _UNSUPPORTED.setdefault(self._server(), set()).update(formats)
+
+    def _server(self) -> tuple[str, str]:
+        return (self.base_url, self.model)
+
+    def _current_format(self) -> str:
+        """The configured format, minus those this server has said it does not support."""
+        fmt = "json_schema" if self.response_format == "auto" else self.response_format
+        if self.response_format != "auto":
+            return fmt
+        unsupported = _UNSUPPORTED.get(self._server(), ())
+        while fmt in unsupported:
+            fmt = _FALLBACK[fmt]
+        return fmt
+
+    def _reject_format(self, fmt: str, reason: str) -> None:
+        """Remember that this server does not support ``fmt``; logged once per server and format."""
+        with _UNSUPPORTED_LOCK:
+            seen = _UNSUPPORTED.setdefault(self._server(), set())
+            if fmt in seen:
+                return
+            seen.add(fmt)
+        logger.warning("%s does not support response_format %s (%s); using %s from now on",
+                       self.base_url, fmt, reason, self._current_format())
 
     def describe(self) -> str:
         return f"{self.name} ({self.model} at {self.base_url}, concurrency {self.concurrency})"
@@ -233,23 +287,20 @@ class OpenAIBackend(Backend):
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(i: int, prompt: Prompt) -> None:
-            async with gate:
-                try:
-                    completion = await self._request(session, prompt, params)
-                except Exception as exc:  # a bug here must still leave a per-row status
-                    completion = Completion(error=f"client error: {type(exc).__name__}: {exc}")
+            async with gate:  # transport failures come back as a Completion; a bug raises
+                completion = await self._request(session, prompt, params)
             results.put((i, completion))
 
         await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
 
-    def _body(self, prompt: Prompt, params: GenerationParams) -> dict:
+    def _body(self, prompt: Prompt, params: GenerationParams, fmt: str) -> dict:
         body = {"model": self.model, "messages": list(prompt.messages), "max_tokens": params.max_new_tokens,
                 "temperature": params.temperature}
         if params.stop:
             body["stop"] = list(params.stop)[:4]
-        if self._format == "json_schema":
+        if fmt == "json_schema":
             body["response_format"] = SCHEMA_FORMAT
-        elif self._format == "json_object":
+        elif fmt == "json_object":
             body["response_format"] = {"type": "json_object"}
         body.update(self.extra_body)
         return body
@@ -272,7 +323,8 @@ class OpenAIBackend(Backend):
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         attempt = 0
         while True:
-            body = self._body(prompt, params)
+            fmt = self._current_format()
+            body = self._body(prompt, params, fmt)
             retry_after = None
             self._stats["requests_sent"] += 1
             try:
@@ -290,15 +342,14 @@ class OpenAIBackend(Backend):
                 if status == 200:
                     completion = self._completion(raw)
                     if completion is not None:
+                        completion.options = {"response_format": fmt}
                         return completion
                     kind, detail = "malformed_response", f"unreadable response body ({len(raw)} bytes)"
+                elif self.response_format == "auto" and fmt in _FALLBACK and _rejects_format(status, raw, fmt):
+                    self._reject_format(fmt, f"http_{status}: {_error_message(raw)}")
+                    continue
                 elif status in RETRYABLE_STATUS:
                     kind, detail = f"http_{status}", _error_message(raw)
-                elif status in (400, 422) and "response_format" in body and _FALLBACK.get(self._format):
-                    logger.warning("%s rejected response_format %s (%s); falling back to %s", self.base_url,
-                                   self._format, _error_message(raw), _FALLBACK[self._format])
-                    self._format = _FALLBACK[self._format]
-                    continue
                 else:
                     self._stats["failures"][f"http_{status}"] += 1
                     return Completion(error=f"http_{status}: {_error_message(raw)}")
@@ -328,12 +379,38 @@ class OpenAIBackend(Backend):
         return Completion(text=content or "", prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
-def _error_message(raw: bytes) -> str:
+def _without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part (kept out of cache keys and cards)."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    return scheme + sep + host.rpartition("@")[2] + slash + path if sep else url
+
+
+# What a server says when it cannot do a response format: OpenAI "'response_format' of type
+# 'json_schema' is not supported with this model", vLLM and gateways "json_schema ... not
+# supported", llama-cpp-python a validation error located at ``response_format.type``.
+_FORMAT_WORDS = {"json_schema": ("response_format", "json_schema", "structured output", "guided_json"),
+                 "json_object": ("response_format", "json_object", "json mode")}
+
+
+def _rejects_format(status: int, raw: bytes, fmt: str) -> bool:
+    """Whether an error answer says the request's response format is unsupported.
+
+    Only the error body decides: an error that does not name the response format (an
+    over-long prompt, a bad parameter, an overloaded server) never turns the format off.
+    """
+    if status not in _FORMAT_REJECTION_STATUS:
+        return False
+    text = _error_message(raw, limit=2000).lower()
+    return any(word in text for word in _FORMAT_WORDS[fmt])
+
+
+def _error_message(raw: bytes, limit: int = 300) -> str:
     try:
         data = json.loads(raw)
         message = data.get("error", {}).get("message") if isinstance(data.get("error"), dict) else data.get("error")
         if message:
-            return str(message)[:300]
+            return str(message)[:limit]
     except (ValueError, AttributeError):
         pass
-    return raw[:300].decode("utf-8", "replace")
+    return raw[:limit].decode("utf-8", "replace")

@@ -55,11 +55,20 @@ class TransformersBackend(EngineBackend):
 
     def identity(self) -> dict:
         if self.model == EMBEDDED_MODEL:
-            return {"backend": self.name, "model": EMBEDDED_HUB_ID, "revision": embedded_revision()}
-        ident = {"backend": self.name, "model": self.model, "revision": self.revision}
-        if self.gguf_file:
-            ident["gguf_file"] = self.gguf_file
+            ident = {"backend": self.name, "model": EMBEDDED_HUB_ID, "revision": embedded_revision()}
+        else:
+            ident = {"backend": self.name, "model": self.model, "revision": self.revision}
+            if self.gguf_file:
+                ident["gguf_file"] = self.gguf_file
+        ident["dtype"] = self._placement()[1]
         return ident
+
+    def _placement(self) -> tuple[str, str]:
+        """Device and dtype name: float32 on CPU, bfloat16 on a GPU unless ``dtype`` says otherwise."""
+        import torch
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return device, self.dtype or ("float32" if device == "cpu" else "bfloat16")
 
     def _source(self) -> tuple[str, dict]:
         source = str(embedded_checkpoint()) if self.model == EMBEDDED_MODEL else self.model
@@ -90,8 +99,8 @@ class TransformersBackend(EngineBackend):
             import torch
             from transformers import AutoModelForCausalLM
 
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            dtype = getattr(torch, self.dtype) if self.dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
+            device, dtype_name = self._placement()
+            dtype = getattr(torch, dtype_name)
             source, kwargs = self._source()
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
             self._loaded = (tokenizer, model, device)

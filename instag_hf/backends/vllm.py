@@ -26,6 +26,12 @@ from .base import Completion, EngineBackend, GenerationParams
 logger = logging.getLogger(__name__)
 
 INSTAGGER = "OFA-Sys/InsTagger"
+#: Engine arguments that decide where and how fast the engine runs, never what it answers.
+PLACEMENT_ARGS = frozenset({
+    "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend",
+    "max_num_seqs", "max_num_batched_tokens", "swap_space", "cpu_offload_gb", "kv_cache_memory_bytes",
+    "enable_prefix_caching", "disable_log_stats", "download_dir", "max_model_len", "enable_chunked_prefill",
+})
 
 
 class VLLMBackend(EngineBackend):
@@ -78,8 +84,13 @@ class VLLMBackend(EngineBackend):
         return {"model": INSTAGGER} if torch.cuda.is_available() else None
 
     def identity(self) -> dict:
-        return {"backend": self.name, "model": self.model, "revision": self.revision,
-                "structured": BOUNDED_TAGS_SCHEMA_ID if self.structured else None}
+        """Model, revision, dtype, seed, the answer schema and every engine argument that can
+        change what the engine writes (``load_format="dummy"``, ``quantization``, ...); the
+        placement and memory knobs in :data:`PLACEMENT_ARGS` are left out."""
+        engine = {k: v for k, v in sorted(self.engine_kwargs.items()) if k not in PLACEMENT_ARGS}
+        return {"backend": self.name, "model": self.model, "revision": self.revision, "dtype": self.dtype,
+                "seed": self.seed, "structured": BOUNDED_TAGS_SCHEMA_ID if self.structured else None,
+                "engine": engine}
 
     def describe(self) -> str:
         return f"{self.name} ({self.model}, tensor_parallel_size={self.tensor_parallel_size})"

@@ -195,7 +195,11 @@ class TagMapping:
             raise ValueError(f"column {self.tags_column!r} not found (columns: {list(batch)}); "
                              "set TagMapping.tags_column")
         value = batch[self.tags_column]
-        if value is None or (isinstance(value, list) and (not value or not isinstance(value[0], (list, type(None))))):
+        one_row = schema.passed_one_row(batch)
+        if one_row is None:
+            one_row = value is None or (isinstance(value, list) and (
+                not value or not isinstance(value[0], (list, type(None)))))
+        if one_row:
             return {schema.NORM_TAGS: self.apply(value)}
         return {schema.NORM_TAGS: [self.apply(tags) for tags in value]}
 
@@ -205,11 +209,12 @@ class TagMapping:
         ``datasets`` infers a new column's type from the first batch; a first batch in
         which no sample has a tag would make it a null column, so the type is declared.
         """
-        from datasets import Dataset
+        from datasets import Dataset, IterableDataset
 
         map_kwargs.setdefault("batched", True)
-        map_kwargs.setdefault("desc", "Normalizing tags")
         if isinstance(dataset, Dataset):
+            map_kwargs.setdefault("desc", "Normalizing tags")
+        if isinstance(dataset, (Dataset, IterableDataset)) and dataset.features is not None:
             kept = {k: v for k, v in dataset.features.items() if k != schema.NORM_TAGS}
             map_kwargs.setdefault("features", schema.Features({**kept, **self.features}))
         return dataset.map(self, **map_kwargs)

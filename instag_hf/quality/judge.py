@@ -411,13 +411,18 @@ class LLMJudge:
         template = self.templates[metric]
         params = self.params(metric)
         prompts = [template.render(c.queries, c.tags) for c in cases]
-        namespace = namespace_hash({"judge_backend": self.backend.identity(), "template": template.id,
-                                    "params": params.as_dict()})
-        keys = [request_key(namespace, json.dumps(p.messages, ensure_ascii=False)) for p in prompts]
+        def key_of(prompt, options: dict) -> str:
+            namespace = namespace_hash({"judge_backend": self.backend.identity(), "template": template.id,
+                                        "params": params.as_dict(), "request": options})
+            return request_key(namespace, json.dumps(prompt.messages, ensure_ascii=False))
+
+        options = self.backend.request_options()
+        keys = [key_of(p, options) for p in prompts]
         by_key = dict(zip(keys, prompts))
         found, _ = answer_requests(keys, by_key.__getitem__, self.backend, params, cache=self.cache,
                                    batch_size=self.batch_size,
-                                   progress=f"Judging {metric}" if self.progress else None)
+                                   progress=f"Judging {metric}" if self.progress else None,
+                                   rekey=lambda key, used: key_of(by_key[key], used))
         for case, key in zip(cases, keys):
             record = found.get(key)
             if record is not None and record["text"] is not None:

@@ -43,7 +43,10 @@ class Faults:
     latency: float = 0.0  # seconds before every answer
     retry_after: float = 0.1  # seconds, sent with 429s
     hang_seconds: float = 30.0
-    reject_json_schema: bool = False  # answer 400 to response_format json_schema, like some servers
+    reject_json_schema: bool = False  # refuse response_format json_schema, like some servers
+    reject_json_object: bool = False  # refuse response_format json_object too
+    rejection_style: str = "openai"  # how: "openai" (400 naming the format) or "llama_cpp" (500 validation error)
+    max_query_chars: int = 0  # longer queries get a 400 "maximum context length" error (0: no limit)
     seed: int = 0
 
     def __post_init__(self):
@@ -199,6 +202,16 @@ class FakeChatServer:
         finally:
             self._in_flight -= 1
 
+    def _format_rejection(self, rf: str) -> tuple[int, dict]:
+        if self.faults.rejection_style == "llama_cpp":  # a FastAPI validation error, sent as a 500
+            allowed = "'text' or 'json_object'" if rf == "json_schema" else "'text'"
+            detail = [{"type": "literal_error", "loc": ["body", "response_format", "type"],
+                       "msg": f"Input should be {allowed}", "input": rf}]
+            return 500, {"error": {"message": str(detail), "type": "internal_server_error"}}
+        return 400, {"error": {"message": f"Invalid parameter: 'response_format' of type '{rf}' is not supported "
+                                          "with this model.", "type": "invalid_request_error",
+                               "param": "response_format"}}
+
     def _fault(self, query: str, attempt: int) -> str:
         digest = hashlib.sha256(f"{self.faults.seed}\x00{attempt}\x00{query}".encode()).digest()
         u = int.from_bytes(digest[:8], "big") / 2**64
@@ -220,12 +233,20 @@ class FakeChatServer:
             await self._send(writer, 404, {"error": {"message": f"model {body.get('model')!r} does not exist"}})
             return True
         rf = (body.get("response_format") or {}).get("type", "none")
-        if self.faults.reject_json_schema and rf == "json_schema":
+        if (rf == "json_schema" and self.faults.reject_json_schema) or (
+                rf == "json_object" and self.faults.reject_json_object):
             self.outcomes["rejected_response_format"] += 1
-            await self._send(writer, 400, {"error": {"message": "response_format json_schema is not supported"}})
+            await self._send(writer, *self._format_rejection(rf))
+            return True
+        query = query_of(body)
+        if self.faults.max_query_chars and len(query) > self.faults.max_query_chars:
+            self.outcomes["context_length"] += 1
+            await self._send(writer, 400, {"error": {
+                "message": f"This model's maximum context length is {self.faults.max_query_chars // 4} tokens. "
+                           f"However, your request has {len(query) // 4} input tokens. Please reduce the length "
+                           "of the input messages.", "type": "BadRequestError", "code": 400}})
             return True
         self.response_formats[rf] += 1
-        query = query_of(body)
         qid = query_id(query)
         self.requests_by_query[qid] += 1
         outcome = self._fault(query, self.requests_by_query[qid])
