@@ -155,10 +155,12 @@ class TagMapping:
         aggregator = RuleAggregator(**rules)
         if self._by_rule_key is None:
             self._by_rule_key = {}
-            for rule_tag, canonical in zip(self.columns["rule_tag"], self.columns["canonical_tag"]):
+            for raw_tag, rule_tag, canonical in zip(self.columns["raw_tag"], self.columns["rule_tag"],
+                                                    self.columns["canonical_tag"]):
                 if canonical is not None:
-                    self._by_rule_key.setdefault(aggregator.key(rule_tag), canonical)
-        return self._by_rule_key.get(aggregator.key(raw))
+                    for key in aggregator.keys(raw_tag) + aggregator.keys(rule_tag):
+                        self._by_rule_key.setdefault(key, canonical)
+        return next((self._by_rule_key[k] for k in aggregator.keys(raw) if k in self._by_rule_key), None)
 
     def canonical(self, raw: str) -> str | None:
         """The canonical tag of any raw tag, following ``unknown`` for one not seen in fit."""

@@ -88,11 +88,11 @@ def project_bibtex(version: str, year: int | None = None) -> str:
 
 def package_version() -> str:
     """The installed instag_hf version (read at call time: no import cycle with ``instag_hf``)."""
-    try:
-        import importlib.metadata
+    import importlib.metadata
 
+    try:
         return importlib.metadata.version("instag_hf")
-    except Exception:  # noqa: BLE001 - a source checkout that is not installed
+    except importlib.metadata.PackageNotFoundError:  # a source checkout that is not installed
         import instag_hf
 
         return getattr(instag_hf, "__version__", "unknown")
