@@ -68,8 +68,11 @@ def tag_dataset_with_ray(dataset, tagger: Tagger, **kwargs):
     # rows must come back in order; a Ray dataset keeps a copy of the context it was made under
     ordered = ray.data.DataContext.get_current().copy()
     ordered.execution_options.preserve_order = True
+    # from Arrow batches, not ray.data.from_huggingface: that looks the dataset up on the Hub
+    # by name, and for a local dataset walks the working folder looking for its files
+    batches = list(dataset.with_format("arrow").iter(batch_size=max(1, kwargs.get("batch_size", 256))))
     with ray.data.DataContext.current(ordered):
-        source = ray.data.from_huggingface(dataset)
+        source = ray.data.from_arrow(batches or [dataset.data.table.slice(0, 0)])
     tagged = tag_ray(source, tagger, **kwargs)
     table = pa.concat_tables(ray.get(tagged.to_arrow_refs()))
     kept = {k: v for k, v in dataset.features.items() if k not in schema.TAG_FEATURES}

@@ -1,9 +1,11 @@
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instag_hf.parsing import MAX_TAG_CHARS, MAX_TAGS, parse_tags
+from instag_hf.parsing import (EXPLANATION_KEYS, LIST_KEYS, MAX_EXPLANATION_CHARS, MAX_TAG_CHARS, MAX_TAGS,
+                               TAG_KEYS, parse_tags)
 
 ITEMS = [{"tag": "Web Development", "explanation": "Flask app."}, {"tag": "Error Handling", "explanation": "Catch errors."}]
 
@@ -114,3 +116,112 @@ def test_truncation_yields_a_prefix_of_the_tags(tags, data):
     cut = data.draw(st.integers(min_value=0, max_value=len(payload)))
     got = names(parse_tags(payload[:cut]))
     assert got == tags[: len(got)]
+
+
+# --- no invented tags ------------------------------------------------------------------------
+def test_an_object_of_fields_is_not_a_tag_map():
+    r = parse_tags('{"language":"Python","task":"sorting"}')
+    assert r.status == "parse_error" and r.tags == [] and r.error == "JSON without tags"
+    for text in ['{"Model": "GPT", "Confidence": "High"}', '{"model_name": "gpt two", "Run Id": "a b"}',
+                 '{"tags": "Math, Algebra"}', '{"Web Development": 3, "Error Handling": true}',
+                 '{"Web Development": {"why": "a site"}}', '{"Web Development": "building a site"']:
+        assert parse_tags(text).tags == [], text
+
+
+def test_metadata_after_a_list_adds_no_tags():
+    text = '[{"tag":"Math","explanation":"x"}]\nMetadata: {"confidence":"high", "model":"gpt"}'
+    assert parse_tags(text).tags == [{"tag": "Math", "explanation": "x"}]
+    prose_map = '[{"tag":"Math","explanation":"x"}]\n{"Web Development": "building a site"}'
+    assert names(parse_tags(prose_map)) == ["Math"]
+
+
+def test_a_title_map_counts_only_as_the_whole_answer():
+    text = '{"Web Development": "building a site", "Error Handling": "fixing bugs"}'
+    assert names(parse_tags(text)) == ["Web Development", "Error Handling"]
+    assert names(parse_tags("```json\n" + text + "\n```\n")) == ["Web Development", "Error Handling"]
+    assert parse_tags("Here are the tags: " + text).tags == []
+    assert names(parse_tags('{"数学计算": "求解方程"}')) == ["数学计算"]  # no case, no spaces: keys still read as titles
+
+
+def test_numbers_and_literals_in_lists_are_not_tags():
+    for text in ["see [1] and [2]", "[1, 2.5, true, null]", "[[3], {}]"]:
+        r = parse_tags(text)
+        assert r.status == "parse_error" and r.tags == [], text
+
+
+# --- what models really write ----------------------------------------------------------------
+def test_sloppy_json():
+    assert names(parse_tags('[{"tag": "Math", "explanation": "x"},]')) == ["Math"]
+    assert names(parse_tags('{"tag": "Math", "explanation": "x"},\n{"tag": "Proof", "explanation": "y"},')) == [
+        "Math", "Proof"]
+    r = parse_tags("[{tag: 'Python', explanation: 'it\\'s easy'} {'Tag': \"SQL\", 'Explanation': None}]")
+    assert r.tags == [{"tag": "Python", "explanation": "it's easy"}, {"tag": "SQL", "explanation": ""}]
+    assert names(parse_tags('{"tag": "\\ud83d\\ude00 Emoji caf\\u00e9"}')) == ["\U0001F600 Emoji caf\u00e9"]
+
+
+def test_a_syntax_error_loses_only_what_it_breaks():
+    text = '[{"tag": "A", "explanation": "x" oops}, {"tag": "B"}, {"tag": "C"}]'
+    assert names(parse_tags(text)) == ["A", "B", "C"]
+
+
+def test_a_cut_object_keeps_its_finished_tag():
+    assert parse_tags('{"tag": "Math", "explanation": "long text cu').tags == [{"tag": "Math", "explanation": ""}]
+    assert names(parse_tags('{"tags": ["Math", "Alge')) == ["Math"]
+    assert parse_tags('{"tag": "Ma').tags == []
+
+
+@pytest.mark.timeout(20)  # a guard, not a measurement: the old parser took ~10 s on the first input
+def test_adversarial_inputs_parse_in_linear_time():
+    n = 64_000
+    for text in ["[" * n, "{" * n, ('{"tag":' * n)[:n], "[" * (n // 2) + "]" * (n // 2), '"' * n,
+                 "[" + "\\" * n, ("```\n" * n)[:n], ('[{"tag": "a' + "\n") * (n // 12), "[" + "1" * n]:
+        r = parse_tags(text)
+        assert r.status == "parse_error" and r.tags == [] and r.error
+
+
+# --- properties ------------------------------------------------------------------------------
+json_ish = st.lists(st.sampled_from(list('[]{}"\',:\\ \n`0-') + ["tag", "explanation", "tags", "True", "Math"]),
+                    max_size=120).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_ish)
+def test_never_raises_on_json_like_junk(text):
+    r = parse_tags(text)
+    assert r.status in ("ok", "parse_error") and (r.status == "ok") == bool(r.tags)
+    assert not r.error.startswith("parser failure"), r.error
+
+
+_RESERVED = {k.casefold() for k in TAG_KEYS + LIST_KEYS + EXPLANATION_KEYS}
+field_keys = st.text(max_size=12).filter(lambda k: k.strip().casefold() not in _RESERVED)
+non_text = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+no_tag_objects = st.recursive(
+    st.dictionaries(field_keys, non_text, max_size=4),
+    lambda inner: st.dictionaries(field_keys, inner | non_text | st.lists(non_text | inner, max_size=3), max_size=4),
+    max_leaves=12)
+field_names = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True).filter(lambda k: k not in _RESERVED)
+
+
+@settings(max_examples=300, deadline=None)
+@given(no_tag_objects, st.sampled_from(["{}", "```json\n{}\n```", "Result: {}", "{}\n{}"]))
+def test_no_tag_without_a_tag_shaped_item(value, wrapper):
+    assert parse_tags(wrapper.format(json.dumps(value), json.dumps(value))).tags == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(field_names, st.text(max_size=30), min_size=1, max_size=6))
+def test_field_names_with_text_values_are_no_tags(value):
+    assert parse_tags(json.dumps(value)).tags == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=200),
+                          st.fixed_dictionaries({"tag": st.text(max_size=200), "explanation": st.text(max_size=900)})),
+                max_size=80),
+       st.booleans())
+def test_output_is_bounded(items, cut):
+    text = json.dumps(items)
+    r = parse_tags(text[: len(text) // 2] if cut else text)
+    assert len(r.tags) <= MAX_TAGS
+    for t in r.tags:
+        assert 0 < len(t["tag"]) <= MAX_TAG_CHARS and len(t["explanation"]) <= MAX_EXPLANATION_CHARS
