@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from datasets import disable_progress_bars  # noqa: E402
 
 from instag_hf import Tagger, load_sample, schema  # noqa: E402
-from instag_hf.metrics import summarize_dataset  # noqa: E402
+from instag_hf.analysis.metrics import summarize_dataset  # noqa: E402
 from instag_hf.samples import SAMPLES  # noqa: E402
 
 

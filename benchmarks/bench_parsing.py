@@ -21,7 +21,7 @@ import platform
 import re
 import time
 
-from instag_hf.parsing import parse_tags
+from instag_hf.tagging.parsing import parse_tags
 
 SIZES = (1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000)
 

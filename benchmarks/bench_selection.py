@@ -24,10 +24,10 @@ from datasets import Dataset, disable_progress_bars  # noqa: E402
 from datasets.table import InMemoryTable  # noqa: E402
 
 from instag_hf import schema  # noqa: E402
-from instag_hf.metrics import dataset_metrics, summarize, summarize_dataset  # noqa: E402
-from instag_hf.metrics import cooccurrence  # noqa: E402
-from instag_hf.sampling import sample, select_indices  # noqa: E402
-from instag_hf.tagsets import TagSets  # noqa: E402
+from instag_hf.analysis.metrics import dataset_metrics, summarize, summarize_dataset  # noqa: E402
+from instag_hf.analysis.metrics import cooccurrence  # noqa: E402
+from instag_hf.selection.sampling import sample, select_indices  # noqa: E402
+from instag_hf.analysis.tagsets import TagSets  # noqa: E402
 
 
 def _timed(fn, repeat: int = 1):

@@ -21,10 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from datasets import Dataset, disable_progress_bars  # noqa: E402
 
 from instag_hf import Tagger, load_sample  # noqa: E402
-from instag_hf.backends.base import GenerationParams  # noqa: E402
-from instag_hf.parsing import parse_tags  # noqa: E402
-from instag_hf.prompts import get_template  # noqa: E402
-from instag_hf.queries import detect_format  # noqa: E402
+from instag_hf.tagging.backends.base import GenerationParams  # noqa: E402
+from instag_hf.tagging.parsing import parse_tags  # noqa: E402
+from instag_hf.tagging.prompts import get_template  # noqa: E402
+from instag_hf.tagging.queries import detect_format  # noqa: E402
 from instag_hf.testing import KeywordBackend  # noqa: E402
 
 

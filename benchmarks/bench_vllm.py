@@ -30,7 +30,7 @@ def instagger_like_checkpoint(folder: str, layers: int = 32) -> str:
     """
     from transformers import AutoTokenizer
 
-    from instag_hf.backends.embedded import embedded_checkpoint
+    from instag_hf.tagging.backends.embedded import embedded_checkpoint
 
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_checkpoint()))
     tokenizer.save_pretrained(folder)
@@ -50,7 +50,7 @@ def engine_setup(model: str, folder: str, layers: int = 32) -> tuple[str, dict]:
     """(checkpoint, Tagger options) for the chosen model on this machine's device."""
     import torch
 
-    from instag_hf.backends.embedded import embedded_checkpoint
+    from instag_hf.tagging.backends.embedded import embedded_checkpoint
 
     if model == "embedded":
         checkpoint, options = str(embedded_checkpoint()), {"engine_kwargs": {}}
@@ -86,8 +86,8 @@ def main() -> None:
     from datasets import Dataset, disable_progress_bars
 
     import instag_hf
-    from instag_hf.backends.base import GenerationParams
-    from instag_hf.prompts import get_template
+    from instag_hf.tagging.backends.base import GenerationParams
+    from instag_hf.tagging.prompts import get_template
 
     disable_progress_bars()
     sample = instag_hf.load_sample("alpaca")

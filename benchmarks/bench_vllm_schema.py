@@ -28,9 +28,9 @@ def main() -> None:
     from vllm.sampling_params import StructuredOutputsParams
 
     import instag_hf
-    from instag_hf.backends.embedded import embedded_checkpoint
-    from instag_hf.parsing import parse_tags
-    from instag_hf.prompts import BOUNDED_TAGS_JSON_SCHEMA, TAGS_JSON_SCHEMA, get_template
+    from instag_hf.tagging.backends.embedded import embedded_checkpoint
+    from instag_hf.tagging.parsing import parse_tags
+    from instag_hf.tagging.prompts import BOUNDED_TAGS_JSON_SCHEMA, TAGS_JSON_SCHEMA, get_template
 
     engine = {"dtype": "float32", "enforce_eager": True, "kv_cache_memory_bytes": 2 << 30}
     if torch.cuda.is_available():

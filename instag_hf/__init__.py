@@ -9,21 +9,21 @@ import logging
 import os
 
 from . import schema
-from .parsing import ParseResult, parse_tags
-from .prompts import TEMPLATES, Prompt, Template, get_template
-from .queries import QueryFormatError, detect_format
+from .tagging.parsing import ParseResult, parse_tags
+from .tagging.prompts import TEMPLATES, Prompt, Template, get_template
+from .tagging.queries import QueryFormatError, detect_format
 from .samples import load_sample
-from .tagger import Tagger, TagStats, TurnResult
+from .tagging.tagger import Tagger, TagStats, TurnResult
 from .normalize import TagMapping, TagNormalizer
-from .metrics import (Analysis, DatasetMetrics, analyze, complexity, coverage, dataset_metrics, diversity,
+from .analysis.metrics import (Analysis, DatasetMetrics, analyze, complexity, coverage, dataset_metrics, diversity,
                       recall_matrix, tag_recall, top_tags)
-from .report import write_report
-from .sampling import SelectionReport, sample, select_indices, selection_report
-from .tagsets import TagSets
+from .reporting.report import render_html, render_markdown, write_report
+from .selection.sampling import SelectionReport, sample, select_indices, selection_report
+from .analysis.tagsets import TagSets
 from .quality import LLMJudge, LocalTagModel, distill_dataset, evaluate_tags, tag_f1
 from .publish import InstagDatasetCard, push_to_hub, write_dataset_card
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 
@@ -54,7 +54,8 @@ __all__ = [
 ]
 __all__ += [
     "TagSets", "analyze", "Analysis", "DatasetMetrics", "dataset_metrics", "diversity", "complexity", "coverage",
-    "tag_recall", "recall_matrix", "top_tags", "write_report", "sample", "select_indices", "selection_report",
+    "tag_recall", "recall_matrix", "top_tags", "write_report", "render_markdown", "render_html", "sample",
+    "select_indices", "selection_report",
     "SelectionReport",
 ]
 __all__ += ["TagNormalizer", "TagMapping"]

@@ -23,7 +23,7 @@ DEMO_NORMALIZER = {"preset": "paper", "alpha": 1, "min_support": 3}
 
 def as_messages(dataset, source: str):
     """A dataset in chat ``messages`` layout plus a ``source`` column (tag columns kept)."""
-    from .queries import detect_format
+    from .tagging.queries import detect_format
 
     fmt = detect_format(dataset.column_names)
     kept = [c for c in dataset.column_names if c in schema.TAG_FEATURES or c == "category"]
@@ -45,11 +45,11 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
     """Run every step and write its results under ``output``; returns what was written where."""
     from datasets import concatenate_datasets
 
-    from .metrics import analyze
+    from .analysis.metrics import analyze
     from .normalize import TagNormalizer
     from .publish import write_publication
-    from .report import write_report
-    from .sampling import sample
+    from .reporting.report import render_markdown, write_report
+    from .selection.sampling import sample
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
     subset, selection = sample(pool, min(select, len(pool)), strategy=strategy, seed=seed, return_report=True)
     subset.save_to_disk(str(written["selected"]))
     subset.to_json(str(written["selected_jsonl"]), lines=True, force_ascii=False)
-    written["selection"].write_text(selection.to_markdown())
+    written["selection"].write_text(render_markdown(selection))
 
     write_publication(written["card"], pool, tagger=tagger, mapping=mapping, overwrite=True,
                       subsets={f"selected_{strategy}_{len(subset)}": (subset, selection)},

@@ -115,7 +115,7 @@ def test_a_fallback_answer_is_cached_under_the_format_really_sent_and_reused_by_
         assert first.cache_key(QUERY) in first.cache.keys()
         assert first.backend.request_options() == {"response_format": "json_object"}
         sent = sum(server.requests_by_query.values())
-        from instag_hf.backends import openai
+        from instag_hf.tagging.backends import openai
 
         openai._UNSUPPORTED.clear()  # a new process: it learns the fallback back from the cache
         again = instag_hf.Tagger(backend="openai", model="m", base_url=server.url, cache_dir=cache)

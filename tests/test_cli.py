@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from instag_hf.cli import main
+from instag_hf.cli.main import main
 from instag_hf.samples import SAMPLES, load_sample
 
 KEYWORD = ["--backend", "instag_hf.testing:KeywordBackend"]

@@ -5,9 +5,9 @@ from datasets import Dataset
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.backends import make_backend
-from instag_hf.backends.embedded import EMBEDDED_HUB_ID, embedded_checkpoint
-from instag_hf.backends.transformers import TransformersBackend
+from instag_hf.tagging.backends import make_backend
+from instag_hf.tagging.backends.embedded import EMBEDDED_HUB_ID, embedded_checkpoint
+from instag_hf.tagging.backends.transformers import TransformersBackend
 
 pytestmark = pytest.mark.slow
 
@@ -74,8 +74,8 @@ def test_dataset_without_features_keeps_declared_types(cache_dir):
 
 
 def test_prefix_cache_gives_the_answers_of_the_uncached_path(cache_dir):
-    from instag_hf.prompts import get_template
-    from instag_hf.backends.base import GenerationParams
+    from instag_hf.tagging.prompts import get_template
+    from instag_hf.tagging.backends.base import GenerationParams
 
     prompts = [get_template("fewshot").render(q) for q in ("Write a SQL query that counts orders per customer.",
                                                            "Pretend to be a medieval knight and greet me.")]

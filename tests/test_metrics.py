@@ -7,10 +7,10 @@ from datasets import Dataset, Features, List, Value
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.metrics import (analyze, complexity, cooccurrence, cooccurrence_matrix, coverage, dataset_metrics,
+from instag_hf.analysis.metrics import (analyze, complexity, cooccurrence, cooccurrence_matrix, coverage, dataset_metrics,
                                diversity, recall_matrix, summarize, summarize_dataset, tag_count_histogram,
                                tag_recall, top_tags)
-from instag_hf.tagsets import TagSets
+from instag_hf.analysis.tagsets import TagSets
 from instag_hf.testing import KeywordBackend
 
 RAW = Features({schema.TAGS: List(schema.TAG_ITEM), schema.STATUS: Value("string"), "source": Value("string")})

@@ -138,7 +138,7 @@ def test_package_exports_and_light_import():
 
 
 def test_cli_normalize_writes_mapping_dataset_and_report(tmp_path, capsys):
-    from instag_hf.cli import main
+    from instag_hf.cli.main import main
 
     src = tmp_path / "tagged"
     tagged(ROWS * 3).save_to_disk(str(src))

@@ -17,9 +17,9 @@ from datasets.fingerprint import Hasher
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.backends import make_backend
-from instag_hf.backends.openai import OpenAIBackend, parse_retry_after
-from instag_hf.cache import RequestCache
+from instag_hf.tagging.backends import make_backend
+from instag_hf.tagging.backends.openai import OpenAIBackend, parse_retry_after
+from instag_hf.tagging.cache import RequestCache
 from instag_hf.testing import keyword_tags
 from instag_hf.testing.server import FakeChatServer, Faults, query_id
 

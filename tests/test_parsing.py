@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instag_hf.parsing import (EXPLANATION_KEYS, LIST_KEYS, MAX_EXPLANATION_CHARS, MAX_TAG_CHARS, MAX_TAGS,
+from instag_hf.tagging.parsing import (EXPLANATION_KEYS, LIST_KEYS, MAX_EXPLANATION_CHARS, MAX_TAG_CHARS, MAX_TAGS,
                                TAG_KEYS, parse_tags)
 
 ITEMS = [{"tag": "Web Development", "explanation": "Flask app."}, {"tag": "Error Handling", "explanation": "Catch errors."}]

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from instag_hf.prompts import TEMPLATES, Template, get_template
+from instag_hf.tagging.prompts import TEMPLATES, Template, get_template
 
 
 def test_teacher_prompt_has_markers_examples_and_json_contract():

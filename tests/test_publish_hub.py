@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.cli import main
+from instag_hf.cli.main import main
 from instag_hf.publish import MissingTokenError, UploadError, push_space, push_to_hub, redact, upload_publication
 from instag_hf.testing.fake_hub import RecordingHub
 
@@ -235,7 +235,7 @@ def test_space_upload_creates_the_space_commits_once_and_sets_variables(hub, env
     create = hub.calls[1][1]
     assert create["repo_type"] == "space" and create["space_sdk"] == "gradio" and create["exist_ok"]
     files = hub.files("me/space", "space")
-    assert sorted(files) == sorted(result.files) and "app.py" in files and "instag_hf/tagger.py" in files
+    assert sorted(files) == sorted(result.files) and "app.py" in files and "instag_hf/tagging/tagger.py" in files
     assert hub.variables["me/space"]["INSTAG_DATASET"] == "me/alpaca-tags"
     assert result.url == "https://huggingface.co/spaces/me/space"
     _assert_no_token(logs.text, *files.values())

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from instag_hf import Tagger, load_sample, parse_tags
-from instag_hf.prompts import Template, get_template
+from instag_hf.tagging.prompts import Template, get_template
 from instag_hf.quality import distill_dataset, finetune_command, save_distill
 from instag_hf.quality.distill import split_groups
 from instag_hf.testing import KeywordBackend
@@ -19,7 +19,7 @@ def tagged(tmp_path_factory):
 
 def _turns(ds):
     """(query, tags) of every turn the keyword teacher tagged."""
-    from instag_hf.queries import detect_format
+    from instag_hf.tagging.queries import detect_format
 
     fmt = detect_format(["messages"])
     out = []

@@ -1,7 +1,7 @@
 import pytest
 from datasets import Dataset
 
-from instag_hf.queries import QueryFormatError, detect_format, extract_batch
+from instag_hf.tagging.queries import QueryFormatError, detect_format, extract_batch
 
 
 def rows(fmt, batch):

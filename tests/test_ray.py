@@ -10,7 +10,7 @@ ray = pytest.importorskip("ray")
 
 import instag_hf  # noqa: E402
 from instag_hf import schema  # noqa: E402
-from instag_hf.ray_tagging import tag_dataset_with_ray  # noqa: E402
+from instag_hf.tagging.ray_data import tag_dataset_with_ray  # noqa: E402
 from instag_hf.testing.server import FakeChatServer  # noqa: E402
 
 

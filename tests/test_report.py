@@ -6,10 +6,10 @@ import pytest
 from datasets import Dataset, Features, List, Value
 
 from instag_hf import schema
-from instag_hf.cli import main
-from instag_hf.metrics import analyze
-from instag_hf.plots import PLOT_FILES
-from instag_hf.report import Document, write_report
+from instag_hf.cli.main import main
+from instag_hf.analysis.metrics import analyze
+from instag_hf.reporting.plots import PLOT_FILES
+from instag_hf.reporting.report import Document, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

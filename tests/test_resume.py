@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from instag_hf.cache import RequestCache
+from instag_hf.tagging.cache import RequestCache
 
 
 def _start(args, env):

@@ -8,10 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from instag_hf import schema
-from instag_hf.cli import main
-from instag_hf.sampling import (STRATEGIES, _cfd_loop, _cfd_order, _Limits, _row_lists, sample, select_indices,
+from instag_hf.cli.main import main
+from instag_hf.selection.sampling import (STRATEGIES, _cfd_loop, _cfd_order, _Limits, _row_lists, sample, select_indices,
                                 selection_report)
-from instag_hf.tagsets import TagSets
+from instag_hf.analysis.tagsets import TagSets
+from instag_hf.reporting import render_markdown
 
 # Hand-worked pool. Ordered by tag count, ties by index: 2, 3, 1, 7, 0, 4.
 #   pass 1 (T = {}): take 2 (T = bcd), take 3 (adds a), skip 1 (ab ⊆ T), skip 7, skip 0, take 4 (adds e)
@@ -136,7 +137,7 @@ def test_selection_report_by_hand():
     assert report.js_divergence == pytest.approx((kl_p + kl_q) / 2)
     assert report.over_represented == [("a", pytest.approx(2 / 3), 1.0)]
     assert report.under_represented == [("b", pytest.approx(1 / 3), 0.0)]
-    md = report.to_markdown()
+    md = render_markdown(report)
     assert "| coverage of the pool's tags | 100.0% | 50.0% |" in md and "Under-represented" in md
     same = selection_report(rows, [0, 1, 2, 3])
     assert same.js_divergence == pytest.approx(0.0) and same.over_represented == []
@@ -146,7 +147,7 @@ def test_selection_report_groups():
     ds = Dataset.from_dict({schema.NORM_TAGS: [["a"], ["b"], ["c"], ["d"]], "source": ["x", "x", "y", "y"]})
     _, report = sample(ds, 2, quota_column="source", return_report=True)
     assert report.groups == {"x": (2, 1), "y": (2, 1)}
-    assert "Rows per group" in report.to_markdown()
+    assert "Rows per group" in render_markdown(report)
     assert report.as_dict()["params"]["quota_column"] == "source"
 
 

@@ -20,7 +20,7 @@ import yaml
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.metrics import complexity, diversity
+from instag_hf.analysis.metrics import complexity, diversity
 from instag_hf.testing import keyword_tags
 
 gradio = pytest.importorskip("gradio", reason="the Space needs gradio (pip install 'instag_hf[space]')")

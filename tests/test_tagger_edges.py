@@ -9,7 +9,7 @@ from datasets import Dataset, IterableDataset
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.backends.base import Completion, EngineBackend
+from instag_hf.tagging.backends.base import Completion, EngineBackend
 from instag_hf.normalize import TagNormalizer
 from instag_hf.testing import KeywordBackend, keyword_tags
 
@@ -99,7 +99,7 @@ def test_an_engine_failure_becomes_a_backend_error_row(cache_dir):
 def test_tag_on_gpus_leaves_the_start_method_as_it_found_it(cache_dir):
     import multiprocess
 
-    from instag_hf.gpus import tag_on_gpus
+    from instag_hf.tagging.gpus import tag_on_gpus
 
     before = multiprocess.get_start_method(allow_none=True)
     ds = Dataset.from_dict({"query": ["Sort a list", "Plan a trip", "Write a poem", "Fix my slow SQL query"]})

@@ -17,8 +17,8 @@ from datasets import Dataset
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.backends.vllm import INSTAGGER, VLLMBackend
-from instag_hf.prompts import BOUNDED_TAGS_JSON_SCHEMA
+from instag_hf.tagging.backends.vllm import INSTAGGER, VLLMBackend
+from instag_hf.tagging.prompts import BOUNDED_TAGS_JSON_SCHEMA
 from instag_hf.testing import keyword_tags
 
 API = json.loads((Path(__file__).parent / "data" / "vllm_api.json").read_text())
@@ -234,7 +234,7 @@ def test_structured_and_free_answers_never_share_cache_entries(vllm, cache_dir):
 
 
 def test_cli_passes_engine_arguments_to_the_engine(vllm, tmp_path, capsys):
-    from instag_hf.cli import main
+    from instag_hf.cli.main import main
 
     out = tmp_path / "out"
     assert main(["tag", "sample:alpaca", "--limit", "3", "--backend", "vllm", "--max-model-len", "4096",
@@ -250,7 +250,7 @@ def test_cli_passes_engine_arguments_to_the_engine(vllm, tmp_path, capsys):
 
 
 def test_cli_refuses_engine_arguments_without_the_vllm_backend(tmp_path):
-    from instag_hf.cli import main
+    from instag_hf.cli.main import main
 
     with pytest.raises(SystemExit, match="--max-model-len, --engine-arg .*--backend vllm"):
         main(["tag", "sample:alpaca", "--backend", "transformers", "--max-model-len", "4096",
@@ -261,7 +261,7 @@ def test_cli_refuses_engine_arguments_without_the_vllm_backend(tmp_path):
 
 
 def test_cli_refuses_gpus_together_with_ray(tmp_path):
-    from instag_hf.cli import main
+    from instag_hf.cli.main import main
 
     with pytest.raises(SystemExit, match="either --gpus"):
         main(["tag", "sample:alpaca", "--gpus", "2", "--ray-actors", "2", "--output", str(tmp_path)])

@@ -15,10 +15,10 @@ import pytest
 pytest.importorskip("vllm")
 
 import instag_hf  # noqa: E402
-from instag_hf.backends.base import GenerationParams  # noqa: E402
-from instag_hf.backends.embedded import embedded_checkpoint  # noqa: E402
-from instag_hf.parsing import MAX_TAG_CHARS  # noqa: E402
-from instag_hf.prompts import SCHEMA_EXPLANATION_CHARS, TAGS_JSON_SCHEMA, get_template  # noqa: E402
+from instag_hf.tagging.backends.base import GenerationParams  # noqa: E402
+from instag_hf.tagging.backends.embedded import embedded_checkpoint  # noqa: E402
+from instag_hf.tagging.parsing import MAX_TAG_CHARS  # noqa: E402
+from instag_hf.tagging.prompts import SCHEMA_EXPLANATION_CHARS, TAGS_JSON_SCHEMA, get_template  # noqa: E402
 
 # On the CPU build gpu_memory_utilization is a fraction of host memory; a fixed KV cache
 # keeps two engines (the rank test) from each claiming most of it.
@@ -106,7 +106,7 @@ def test_ray_actors_with_real_engines_equal_the_datasets_path(fewshot, rows, tmp
     pytest.importorskip("ray")
     import ray
 
-    from instag_hf.ray_tagging import tag_dataset_with_ray
+    from instag_hf.tagging.ray_data import tag_dataset_with_ray
 
     single = fewshot.map(rows)
     try:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sqlite3
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..cache import instag_home
+from ..store import SQLiteStore, instag_home
 
 Embedder = Callable[[list], np.ndarray]
 
@@ -123,7 +122,8 @@ def describe(embedder: Embedder) -> str:
 
 
 class EmbeddingCache:
-    """``text -> float32 vector`` records of one embedder in a SQLite file."""
+    """``text -> float32 vector`` records of one embedder, in a :class:`~instag_hf.store.SQLiteStore`
+    file named after the embedder's ``cache_id``."""
 
     def __init__(self, cache_id: str, directory: str | os.PathLike | None = None):
         self.cache_id = cache_id
@@ -131,43 +131,14 @@ class EmbeddingCache:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", cache_id).strip("-")[-60:]
         digest = hashlib.sha256(cache_id.encode()).hexdigest()[:12]
         self.path = self.directory / f"{slug}-{digest}.sqlite"
-
-    def _connect(self) -> sqlite3.Connection:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE IF NOT EXISTS vectors (text TEXT PRIMARY KEY, vector BLOB NOT NULL)")
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('cache_id', ?)", (self.cache_id,))
-        return conn
+        self.store = SQLiteStore(self.path)
 
     def get_many(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        if not self.path.exists():
-            return {}
-        found: dict[str, np.ndarray] = {}
-        conn = self._connect()
-        try:
-            for start in range(0, len(texts), 900):
-                chunk = list(texts[start:start + 900])
-                marks = ",".join("?" * len(chunk))
-                for text, blob in conn.execute(f"SELECT text, vector FROM vectors WHERE text IN ({marks})", chunk):
-                    found[text] = np.frombuffer(blob, dtype=np.float32)
-        finally:
-            conn.close()
-        return found
+        return {t: np.frombuffer(blob, dtype=np.float32) for t, (blob, _) in self.store.get_many(texts).items()}
 
     def put_many(self, texts: Sequence[str], vectors: np.ndarray) -> None:
-        if not len(texts):
-            return
-        conn = self._connect()
-        try:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                 ((t, np.ascontiguousarray(v, dtype=np.float32).tobytes())
-                                  for t, v in zip(texts, vectors)))
-        finally:
-            conn.close()
+        self.store.put_many((t, np.ascontiguousarray(v, dtype=np.float32).tobytes(), None)
+                            for t, v in zip(texts, vectors))
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

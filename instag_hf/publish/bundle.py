@@ -308,8 +308,8 @@ def write_publication(
     overwrite:
         Replace an earlier publication in ``output_dir`` (only files this function wrote).
     """
-    from ..metrics import analyze
-    from ..tagsets import resolve_tags_column
+    from ..analysis.metrics import analyze
+    from ..analysis.tagsets import resolve_tags_column
 
     # --- validate everything before writing anything ---------------------------------
     default_config = check_config_name(default_config)
@@ -388,7 +388,7 @@ def write_publication(
     # --- plots ---------------------------------------------------------------------------
     plot_infos: list[PlotInfo] = []
     if plots:
-        from ..plots import analysis_plots
+        from ..reporting.plots import analysis_plots
         from .figures import plot_normalization
 
         written = analysis_plots(analysis, folder / PLOTS_DIR)

@@ -38,7 +38,7 @@ SIZE_CATEGORIES = (
     (10**11, "10B<n<100B"), (10**12, "100B<n<1T"),
 )
 
-#: where each plot goes in the card (keys of :data:`instag_hf.plots.PLOT_FILES` plus ours)
+#: where each plot goes in the card (keys of :data:`instag_hf.reporting.plots.PLOT_FILES` plus ours)
 PLOT_SECTIONS = {
     "diversity_complexity": ("diversity", "Diversity against complexity"),
     "tag_counts": ("diversity", "Distribution of tags per sample"),
@@ -93,9 +93,9 @@ def package_version() -> str:
     try:
         return importlib.metadata.version("instag_hf")
     except importlib.metadata.PackageNotFoundError:  # a source checkout that is not installed
-        import instag_hf
+        from ..version import __version__
 
-        return getattr(instag_hf, "__version__", "unknown")
+        return __version__
 
 
 def size_category(rows: int) -> str:
@@ -222,7 +222,7 @@ class SelectionInfo:
 
     @classmethod
     def from_report(cls, config: str, report: Any) -> SelectionInfo:
-        """From a :class:`~instag_hf.sampling.SelectionReport` (or its ``as_dict()``)."""
+        """From a :class:`~instag_hf.selection.sampling.SelectionReport` (or its ``as_dict()``)."""
         d = report.as_dict() if hasattr(report, "as_dict") else dict(report)
         return cls(config=config, strategy=str(d.get("strategy") or "unknown"), requested=int(d["requested"]),
                    selected=int(d["selected"]), pool_rows=int(d["pool_rows"]),
@@ -531,6 +531,6 @@ def _flatten(data: Mapping[str, Any], prefix: str = "", skip_lists: bool = False
 
 
 def metrics_rows(metrics: Sequence[Any]) -> list[MetricsRow]:
-    """:class:`MetricsRow` from :class:`~instag_hf.metrics.DatasetMetrics` objects."""
+    """:class:`MetricsRow` from :class:`~instag_hf.analysis.metrics.DatasetMetrics` objects."""
     return [MetricsRow(m.name, m.rows, m.tagged_rows, m.diversity, m.complexity,
                        _number_or_none(m.coverage)) for m in metrics]

@@ -1,4 +1,4 @@
-"""Figures only a published card needs (the analysis figures come from :mod:`instag_hf.plots`)."""
+"""Figures only a published card needs (the analysis figures come from :mod:`instag_hf.reporting.plots`)."""
 
 from __future__ import annotations
 

@@ -25,9 +25,7 @@ _SECRET_VALUE = re.compile(r"(\bhf_[A-Za-z0-9]{8,}|\bsk-[A-Za-z0-9_-]{8,}|\bBear
 
 def default_app_dir() -> Path:
     """``spaces/`` of the current folder, else of the source checkout this package runs from."""
-    import instag_hf
-
-    for candidate in (Path.cwd() / "spaces", Path(instag_hf.__file__).resolve().parent.parent / "spaces"):
+    for candidate in (Path.cwd() / "spaces", package_dir().parent / "spaces"):
         if (candidate / "app.py").is_file():
             return candidate
     raise ValueError("found no spaces/app.py in the current folder or the instag_hf checkout; pass app_dir= "
@@ -35,9 +33,8 @@ def default_app_dir() -> Path:
 
 
 def package_dir() -> Path:
-    import instag_hf
-
-    return Path(instag_hf.__file__).resolve().parent
+    """The installed ``instag_hf`` folder (this file is ``instag_hf/publish/space.py``)."""
+    return Path(__file__).resolve().parents[1]
 
 
 def check_variables(variables: Mapping[str, str]) -> dict[str, str]:

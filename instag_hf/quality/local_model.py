@@ -300,7 +300,7 @@ class LocalTagModel:
 
     # --- persistence -----------------------------------------------------------------
     def config(self) -> dict:
-        from .. import __version__
+        from ..version import __version__
 
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
                 "embedder": self.embedder_name, "custom_embedder": callable(self._embedder_spec),

@@ -14,8 +14,8 @@ import os
 import re
 import time
 
-from ..backends.base import Backend, Completion, GenerationParams
-from ..prompts import Prompt
+from ..tagging.backends.base import Backend, Completion, GenerationParams
+from ..tagging.prompts import Prompt
 
 _WORD = re.compile(r"[A-Za-z]{4,}")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import schema
+from .. import schema
 
 #: the columns a tags column is looked up in when none is named: normalized tags first
 TAG_COLUMNS = (schema.NORM_TAGS, schema.TAGS)

@@ -14,11 +14,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-if TYPE_CHECKING:
-    from .metrics import Analysis
-    from .sampling import SelectionReport
+from ..analysis.metrics import Analysis
+from ..selection.sampling import SelectionReport
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -149,8 +148,8 @@ MAX_TABLE_COLUMNS = 8
 
 def analysis_document(analysis: Analysis, images: dict[str, Path] | None = None, *,
                       title: str = "InsTag analysis", top: int = 10) -> Document:
-    """The report of an :class:`~instag_hf.metrics.Analysis`; ``images``: the figures of
-    :func:`~instag_hf.plots.analysis_plots`, placed after the table they illustrate."""
+    """The report of an :class:`~instag_hf.analysis.metrics.Analysis`; ``images``: the figures of
+    :func:`~instag_hf.reporting.plots.analysis_plots`, placed after the table they illustrate."""
     images = images or {}
     doc = Document(title)
     several = len(analysis.datasets) > 1
@@ -257,7 +256,7 @@ def write_report(analysis: Analysis, output_dir: str | Path, *, title: str = "In
 
 
 def selection_document(report: SelectionReport, *, title: str | None = None) -> Document:
-    """The Markdown/HTML view of a :class:`~instag_hf.sampling.SelectionReport`."""
+    """The Markdown/HTML view of a :class:`~instag_hf.selection.sampling.SelectionReport`."""
     r = report
     doc = Document(title or f"Selection: {r.strategy or 'subset'} ({r.selected:,} rows)")
     params = ", ".join(f"{k}={v}" for k, v in r.params.items() if v is not None)
@@ -288,3 +287,24 @@ def selection_document(report: SelectionReport, *, title: str | None = None) -> 
             doc.table(["tag", "pool share", "subset share", "ratio"],
                       [[t, _pct(p), _pct(q), f"{q / p:.2f}x" if p else "-"] for t, p, q in rows])
     return doc
+
+
+# ---------------------------------------------------------------------------- any result
+
+
+def _document(result: Analysis | SelectionReport) -> Document:
+    if isinstance(result, Analysis):
+        return analysis_document(result)
+    if isinstance(result, SelectionReport):
+        return selection_document(result)
+    raise TypeError(f"no report view for {type(result).__name__}; expected an Analysis or a SelectionReport")
+
+
+def render_markdown(result: Analysis | SelectionReport) -> str:
+    """An analysis or a selection report as Markdown (results hold data; this module renders them)."""
+    return _document(result).to_markdown()
+
+
+def render_html(result: Analysis | SelectionReport) -> str:
+    """An analysis or a selection report as a self-contained HTML page."""
+    return _document(result).to_html()

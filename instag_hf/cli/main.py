@@ -13,14 +13,14 @@ SAMPLE_PREFIX = "sample:"
 #: modules that contribute subcommands (normalize, analyze, sample, ...)
 API_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
 VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "engine_kwargs")
-COMMAND_MODULES = ("instag_hf.cli_normalize", "instag_hf.cli_analysis", "instag_hf.cli_publish", "instag_hf.cli_quality")
+COMMAND_MODULES = ("instag_hf.cli.normalize", "instag_hf.cli.analysis", "instag_hf.cli.publish", "instag_hf.cli.quality")
 
 
 def load_input(source: str, split: str = "train"):
     """A ``Dataset`` from ``sample:alpaca``/``sample:chat``, a data file, a ``save_to_disk`` folder, or a hub id."""
     from datasets import load_dataset, load_from_disk
 
-    from .samples import load_sample
+    from ..samples import load_sample
 
     if source.startswith(SAMPLE_PREFIX):
         return load_sample(source[len(SAMPLE_PREFIX):])
@@ -77,7 +77,7 @@ def _engine_arg(text: str) -> tuple[str, object]:
 
 
 def _tagger(args):
-    from .tagger import Tagger
+    from ..tagging.tagger import Tagger
 
     engine = {k: getattr(args, k) for k in VLLM_OPTIONS if getattr(args, k, None) is not None}
     if engine and args.backend != "vllm":
@@ -96,17 +96,17 @@ def _tagger(args):
 
 def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch_size: int,
                   ray_actors: int = 0, ray_gpus: float = 0, gpus: int = 0) -> dict:
-    from .metrics import summarize_dataset
+    from ..analysis.metrics import summarize_dataset
 
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     if ray_actors:
-        from .ray_tagging import tag_dataset_with_ray
+        from ..tagging.ray_data import tag_dataset_with_ray
 
         tagged = tag_dataset_with_ray(ds, tagger, actors=ray_actors, num_gpus_per_actor=ray_gpus,
                                       batch_size=map_batch_size)
     elif gpus:
-        from .gpus import tag_on_gpus
+        from ..tagging.gpus import tag_on_gpus
 
         tagged = tag_on_gpus(ds, tagger, num_gpus=gpus, batch_size=map_batch_size, desc=f"Tagging {name}")
     else:
@@ -141,8 +141,8 @@ def cmd_tag(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .pipeline import run_pipeline
-    from .samples import SAMPLES, load_sample
+    from ..pipeline import run_pipeline
+    from ..samples import SAMPLES, load_sample
 
     tagger = _tagger(args)
     samples = {}
@@ -158,7 +158,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_templates(args) -> int:
-    from .prompts import TEMPLATES
+    from ..tagging.prompts import TEMPLATES
 
     for t in TEMPLATES.values():
         print(f"{t.id:16s} {t.description}")
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print("instag: interrupted; finished requests are in the cache and will not be re-run", file=sys.stderr)
         return 130
     except Exception as exc:
-        from .queries import QueryFormatError
+        from ..tagging.queries import QueryFormatError
 
         if isinstance(exc, QueryFormatError):
             print(f"instag: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Diversity, complexity, coverage and tag recall of tagged datasets (instag-facts.md, section 3).
 
-Everything but :func:`summarize` reads tags through :class:`~instag_hf.tagsets.TagSets`
+Everything but :func:`summarize` reads tags through :class:`~instag_hf.analysis.tagsets.TagSets`
 (pyarrow + numpy), so a million rows take seconds, not minutes.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pyarrow.compute as pc
 
-from . import schema
+from .. import schema
 from .tagsets import TagSets, group_codes, resolve_tags_column, to_tagsets
 
 
@@ -353,11 +353,6 @@ class Analysis:
             "recall": {"names": self.names, "matrix": [[clean(v) for v in row] for row in self.recall.tolist()]},
             "cooccurrence": {"tags": self.cooccurrence_tags, "matrix": self.cooccurrence.tolist()},
         }
-
-    def to_markdown(self) -> str:
-        from .report import analysis_document
-
-        return analysis_document(self).to_markdown()
 
 
 def _named_parts(data, names: Sequence[str] | None) -> list[tuple[str, Any]]:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import API_OPTIONS, _add_tagger_options, load_input
+from .main import API_OPTIONS, _add_tagger_options, load_input
 
 
 def _fail(message: str) -> int:
@@ -36,7 +36,7 @@ def _test_size(text: str) -> int | float:
 
 
 def cmd_eval(args) -> int:
-    from .quality.f1 import evaluate_tags
+    from ..quality.f1 import evaluate_tags
 
     predicted = load_input(args.predicted, args.split)
     gold = load_input(args.gold, args.split) if args.gold else None
@@ -56,7 +56,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_judge(args) -> int:
-    from .quality.judge import LLMJudge
+    from ..quality.judge import LLMJudge
 
     if args.template:
         return _fail("judge prompts are chosen with --precision-template / --consistency-template, not --template")
@@ -85,7 +85,7 @@ def cmd_judge(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    from .quality.distill import distill_dataset, finetune_command, save_distill
+    from ..quality.distill import distill_dataset, finetune_command, save_distill
 
     ds = load_input(args.input, args.split)
     try:
@@ -105,8 +105,8 @@ def cmd_distill(args) -> int:
 
 
 def cmd_train_local(args) -> int:
-    from .quality.f1 import tag_f1
-    from .quality.local_model import LocalTagModel
+    from ..quality.f1 import tag_f1
+    from ..quality.local_model import LocalTagModel
 
     ds = load_input(args.input, args.split)
     try:
@@ -115,7 +115,7 @@ def cmd_train_local(args) -> int:
                               seed=args.seed)
         held = None
         if args.test_size:
-            from .quality.distill import split_groups, tagged_turns
+            from ..quality.distill import split_groups, tagged_turns
 
             tags_column = args.tags_column
             if tags_column is None and "instag_norm_tags" in ds.column_names:

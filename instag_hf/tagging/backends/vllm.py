@@ -9,7 +9,7 @@ only when the engine starts.
 
 Several GPUs of one machine: run one engine per GPU with
 ``ds.map(tagger, batched=True, num_proc=N, with_rank=True)`` (see
-:func:`instag_hf.gpus.tag_on_gpus`, which also sets the spawn start method), or
+:func:`instag_hf.tagging.gpus.tag_on_gpus`, which also sets the spawn start method), or
 one engine over all GPUs with ``tensor_parallel_size``.
 """
 

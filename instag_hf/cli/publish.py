@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import schema
+from .. import schema
 
 SUMMARY_FILE = "summary.json"  # written by `instag tag` / `instag demo`
 MAPPING_FILE = "mapping.json"  # written by `instag normalize`
@@ -53,7 +53,7 @@ def _tagger_info(args, source: Path) -> dict | None:
 
 
 def _mapping(args, source: Path):
-    from .normalize import TagMapping
+    from ..normalize import TagMapping
 
     if args.mapping:
         path = Path(args.mapping)
@@ -66,8 +66,8 @@ def _mapping(args, source: Path):
 
 
 def _subsets(args, ds) -> dict:
-    from .cli import load_input
-    from .sampling import STRATEGIES, sample
+    from .main import load_input
+    from ..selection.sampling import STRATEGIES, sample
 
     subsets: dict = {}
     for name, location in _pairs(args.subset, "--subset").items():
@@ -88,7 +88,7 @@ def _subsets(args, ds) -> dict:
 
 def _exit_code(exc: Exception) -> int:
     """Print a publishing error and give its exit code: 2 for no token or bad input, 1 for a failed upload."""
-    from .publish import MissingTokenError, PublishError
+    from ..publish import MissingTokenError, PublishError
 
     if isinstance(exc, MissingTokenError):
         code = 2
@@ -103,9 +103,9 @@ def _exit_code(exc: Exception) -> int:
 
 
 def cmd_push(args) -> int:
-    from .cli import load_input
-    from .publish import push_to_hub, upload_publication
-    from .publish.bundle import MARKER
+    from .main import load_input
+    from ..publish import push_to_hub, upload_publication
+    from ..publish.bundle import MARKER
 
     source = Path(args.input)
     try:
@@ -139,7 +139,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_space(args) -> int:
-    from .publish import push_space
+    from ..publish import push_space
 
     try:
         result = push_space(args.repo_id, app_dir=args.app_dir, dataset=args.dataset,

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import schema
-from .cli import SAMPLE_PREFIX, load_input
-from .sampling import QUOTA_MODES, STRATEGIES, TIES, UNTAGGED
+from .. import schema
+from .main import SAMPLE_PREFIX, load_input
+from ..selection.sampling import QUOTA_MODES, STRATEGIES, TIES, UNTAGGED
 
 
 def _name(source: str) -> str:
@@ -42,8 +42,8 @@ def parse_quotas(text: str | None):
 
 
 def cmd_analyze(args) -> int:
-    from .metrics import analyze
-    from .report import write_report
+    from ..analysis.metrics import analyze
+    from ..reporting.report import write_report
 
     names = _unique_names(args.inputs)
     data = {name: load_input(source, args.split) for name, source in zip(names, args.inputs)}
@@ -64,7 +64,8 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .sampling import sample
+    from ..reporting.report import render_markdown
+    from ..selection.sampling import sample
 
     ds = load_input(args.input, args.split)
     try:
@@ -80,7 +81,7 @@ def cmd_sample(args) -> int:
     report.params["input"] = args.input
     subset.save_to_disk(str(out / "subset"))
     subset.to_json(str(out / "subset.jsonl"), lines=True, force_ascii=False)
-    (out / "selection.md").write_text(report.to_markdown(), encoding="utf-8")
+    (out / "selection.md").write_text(render_markdown(report), encoding="utf-8")
     (out / "selection.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     print(f"{args.strategy}: {report.selected:,} of {report.pool_rows:,} rows, {report.subset_diversity:,} unique "
           f"tags ({100 * report.coverage:.1f}% of the pool's), {report.subset_complexity:.2f} tags per sample "

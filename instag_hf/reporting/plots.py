@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .metrics import Analysis, DatasetMetrics
+if TYPE_CHECKING:  # hints only: plots draw what they are given
+    from ..analysis.metrics import Analysis, DatasetMetrics
 
 DPI = 110
 #: panels in the top-tags figure; more datasets are left out of it (the tables have them all)
@@ -160,7 +161,7 @@ PLOT_FILES = {
 
 
 def analysis_plots(analysis: Analysis, output_dir: str | Path) -> dict[str, Path]:
-    """Every figure of an :class:`~instag_hf.metrics.Analysis` as PNG files in ``output_dir``.
+    """Every figure of an :class:`~instag_hf.analysis.metrics.Analysis` as PNG files in ``output_dir``.
 
     The recall heat map needs two datasets and the co-occurrence map two tags; the
     other figures are always drawn.

@@ -7,7 +7,7 @@ the request cache only if ``cache_dir`` is on storage all nodes see; otherwise e
 node caches its own answers.
 
     import ray, instag_hf
-    from instag_hf.ray_tagging import tag_ray
+    from instag_hf.tagging.ray_data import tag_ray
     tagged = tag_ray(ray.data.read_parquet("s3://.../sft/"), instag_hf.Tagger(backend="vllm"),
                      actors=8, num_gpus_per_actor=1)
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from . import schema
+from .. import schema
 from .tagger import Tagger
 
 

@@ -30,7 +30,7 @@ Tag-based selection can skew domains (the DaaR caution in instag-facts.md), so
 ``max_per_tag`` caps the rows taken per tag; a row that would break a limit is
 skipped. Both are applied inside the strategy's own order.
 
-Cf-D runs on integer tag ids (:class:`~instag_hf.tagsets.TagSets`): a whole pass is a
+Cf-D runs on integer tag ids (:class:`~instag_hf.analysis.tagsets.TagSets`): a whole pass is a
 few numpy operations (see :func:`_cfd_order`), quotas included; only ``max_per_tag``
 falls back to the row-by-row loop. ``diversity`` keeps exact gains up to date with
 numpy instead of re-scoring rows.
@@ -45,8 +45,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import schema
-from .tagsets import TagSets, group_codes, to_tagsets
+from .. import schema
+from ..analysis.tagsets import TagSets, group_codes, to_tagsets
 
 logger = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ def select_indices(data, n: int, strategy: str = "cfd", *, seed: int | None = 0,
     Parameters
     ----------
     data:
-        A tagged ``Dataset``, a :class:`~instag_hf.tagsets.TagSets`, or a list of tag lists.
+        A tagged ``Dataset``, a :class:`~instag_hf.analysis.tagsets.TagSets`, or a list of tag lists.
     n:
         Rows to select; ``n >= len(data)`` selects every row (with ``untagged="last"``).
     strategy:
@@ -437,7 +437,7 @@ def select_indices(data, n: int, strategy: str = "cfd", *, seed: int | None = 0,
     max_per_tag:
         At most this many selected rows carry any one tag.
     tags_column, status_column:
-        See :meth:`~instag_hf.tagsets.TagSets.from_dataset` (default: normalized tags when present).
+        See :meth:`~instag_hf.analysis.tagsets.TagSets.from_dataset` (default: normalized tags when present).
     """
     ts, codes, labels, n, max_per_tag = _prepare(data, n, strategy, ties, untagged, quota_column, quotas,
                                                  max_per_tag, tags_column, status_column)
@@ -527,16 +527,6 @@ class SelectionReport:
         out = asdict(self)
         out["coverage"] = None if math.isnan(self.coverage) else self.coverage
         return out
-
-    def to_markdown(self) -> str:
-        from .report import selection_document
-
-        return selection_document(self).to_markdown()
-
-    def to_html(self) -> str:
-        from .report import selection_document
-
-        return selection_document(self).to_html()
 
 
 def _js_divergence(p: np.ndarray, q: np.ndarray) -> float:

@@ -5,9 +5,9 @@ processes; each worker pins its engine to GPU ``rank`` before it starts. Workers
 must be spawned (a forked CUDA context is unusable), and a daemonic process may
 not start children, so the engine runs in-process (vLLM's
 ``VLLM_ENABLE_V1_MULTIPROCESSING=0``) and each worker drives exactly one GPU. For
-tensor parallel engines or more than one machine use Ray (:mod:`instag_hf.ray_tagging`).
+tensor parallel engines or more than one machine use Ray (:mod:`instag_hf.tagging.ray_data`).
 
-    python -c "import instag_hf; from instag_hf.gpus import tag_on_gpus; \\
+    python -c "import instag_hf; from instag_hf.tagging.gpus import tag_on_gpus; \\
                tag_on_gpus(ds, instag_hf.Tagger(backend='vllm'))"
 """
 

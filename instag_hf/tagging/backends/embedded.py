@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..cache import instag_home
+from ...store import instag_home
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from . import schema
+from .. import schema
 from .answers import answer_requests
 from .backends import Backend, GenerationParams, make_backend
 from .cache import RequestCache, namespace_hash, request_key
@@ -71,7 +71,7 @@ class Tagger:
     model, revision:
         Passed to the backend (``model="embedded"`` is SmolLM2-135M-Instruct).
     template:
-        Prompt template name or :class:`~instag_hf.prompts.Template`; default: the
+        Prompt template name or :class:`~instag_hf.tagging.prompts.Template`; default: the
         backend's own. Its ``name@version`` is part of the cache key.
     batch_size:
         Prompts per backend call; also how often answers are committed to the cache.
@@ -84,7 +84,7 @@ class Tagger:
         Folder of the request cache (default ``$INSTAG_HF_HOME/requests``).
         ``use_cache=False`` turns it off.
     query_column, format:
-        Force where queries are read from (see :func:`instag_hf.queries.detect_format`).
+        Force where queries are read from (see :func:`instag_hf.tagging.queries.detect_format`).
     progress:
         Show a progress bar inside a map batch when it holds many uncached requests.
     backend_options:
@@ -194,7 +194,7 @@ class Tagger:
         """Everything besides the query that decides an answer (the cache key's namespace):
         the backend's identity (server, model, revision, request and engine options), the
         template id and the generation parameters. Each request's key adds the backend's
-        :meth:`~instag_hf.backends.Backend.request_options` as really sent."""
+        :meth:`~instag_hf.tagging.backends.Backend.request_options` as really sent."""
         return {"backend": self.backend.identity(), "template": self.template.id, "params": self.params.as_dict()}
 
     def cache_key(self, query: str) -> str:

