@@ -87,7 +87,7 @@ class SharedTagger:
             if backend != "auto" or model:
                 raise
             # No weights package here (a Hub Space): the same SmolLM2-135M-Instruct, from the Hub.
-            from instag_hf.backends.embedded import EMBEDDED_HUB_ID
+            from instag_hf.tagging.backends.embedded import EMBEDDED_HUB_ID
 
             tagger = instag_hf.Tagger(backend="transformers", model=EMBEDDED_HUB_ID, template=template or "fewshot",
                                       progress=False)
@@ -221,8 +221,8 @@ def load_tagged(source: str, config: str | None, split: str):
 
 @lru_cache(maxsize=8)
 def _stats(source: str, config: str | None, split: str) -> tuple[str, list[tuple[str, str]], dict]:
-    from instag_hf.metrics import analyze
-    from instag_hf.plots import analysis_plots
+    from instag_hf.analysis.metrics import analyze
+    from instag_hf.reporting.plots import analysis_plots
     from instag_hf.publish.bundle import status_counts
     from instag_hf.publish.card import PLOT_SECTIONS, md_cell, pct
 

@@ -152,11 +152,14 @@ def test_an_error_not_about_the_format_never_turns_it_off(cache_dir):
         assert t.backend.request_options() == {"response_format": "json_schema"}
 
 
-def test_an_explicit_format_is_never_changed_behind_the_users_back(cache_dir):
-    with FakeChatServer(Faults(reject_json_schema=True)) as server:
-        (r,) = api_tagger(server, cache_dir, response_format="json_schema").tag_queries(["Plan a trip to Rome"])
-        assert r.status == "backend_error" and "not supported" in r.error
+@pytest.mark.parametrize("style", ["openai", "llama_cpp"])
+def test_an_explicit_format_is_never_changed_behind_the_users_back(cache_dir, style):
+    with FakeChatServer(Faults(reject_json_schema=True, rejection_style=style)) as server:
+        t = api_tagger(server, cache_dir, response_format="json_schema")
+        (r,) = t.tag_queries(["Plan a trip to Rome"])
+        assert r.status == "backend_error" and "unsupported response_format json_schema" in r.error
         assert server.response_formats == Counter()
+        assert t.backend.stats()["retries"] == 0 and server.outcomes["rejected_response_format"] == 1
 
 
 def test_a_bug_in_the_client_raises_instead_of_becoming_row_errors(cache_dir):

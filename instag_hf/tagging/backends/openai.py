@@ -345,7 +345,11 @@ class OpenAIBackend(Backend):
                         completion.options = {"response_format": fmt}
                         return completion
                     kind, detail = "malformed_response", f"unreadable response body ({len(raw)} bytes)"
-                elif self.response_format == "auto" and fmt in _FALLBACK and _rejects_format(status, raw, fmt):
+                elif fmt in _FALLBACK and _rejects_format(status, raw, fmt):
+                    if self.response_format != "auto":  # asked for explicitly: the same request would fail again
+                        self._stats["failures"]["unsupported_format"] += 1
+                        return Completion(error=f"unsupported response_format {fmt} (http_{status}: "
+                                                f"{_error_message(raw)}); response_format='auto' falls back")
                     self._reject_format(fmt, f"http_{status}: {_error_message(raw)}")
                     continue
                 elif status in RETRYABLE_STATUS:
