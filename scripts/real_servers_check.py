@@ -56,50 +56,16 @@ QUERIES = (
     "Write a SQL query that lists the top 3 customers by total order amount in 2023.",
 )
 
-# The schema instag_hf sends; a copy stays here in case the backend module renames it.
-_LOCAL_SCHEMA_FORMAT = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "instag_tags",
-        "strict": True,
-        "schema": {
-            "type": "object",
-            "properties": {"tags": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"tag": {"type": "string"}, "explanation": {"type": "string"}},
-                    "required": ["tag", "explanation"],
-                    "additionalProperties": False,
-                },
-            }},
-            "required": ["tags"],
-            "additionalProperties": False,
-        },
-    },
-}
-
-
-# Where the openai backend module lives (the package layout has moved once already).
-BACKEND_MODULES = ("instag_hf.tagging.backends.openai", "instag_hf.backends.openai")
-
 
 def _backend_module():
-    import importlib
+    from instag_hf.tagging.backends import openai
 
-    for name in BACKEND_MODULES:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return None
+    return openai
 
 
 def schema_format() -> dict:
-    module = _backend_module()
-    found = getattr(module, "SCHEMA_FORMAT", None)
-    # renamed or mid-rewrite: the copy above is what it was
-    return found if isinstance(found, dict) else _LOCAL_SCHEMA_FORMAT
+    """The JSON schema response format instag_hf sends."""
+    return _backend_module().SCHEMA_FORMAT
 
 
 # --- HTTP helpers (stdlib only) -----------------------------------------------------
