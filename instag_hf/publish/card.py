@@ -29,7 +29,6 @@ CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: split names the ``datasets`` YAML accepts (no dashes)
 SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
 LICENSE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 #: the Hub's ``size_categories`` buckets: (exclusive upper bound, label)
 SIZE_CATEGORIES = (
@@ -116,8 +115,15 @@ def check_config_name(name: str) -> str:
 
 
 def check_repo_id(repo_id: str) -> str:
-    if not isinstance(repo_id, str) or not REPO_ID.match(repo_id) or ".." in repo_id:
-        raise ValueError(f"repo_id must look like 'owner/name', got {repo_id!r}")
+    """``repo_id`` as huggingface_hub validates it, with the owner required (``owner/name``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise ValueError(f"repo_id must look like 'owner/name', got {repo_id!r}: {exc}") from None
+    if "/" not in repo_id:
+        raise ValueError(f"repo_id must look like 'owner/name', got {repo_id!r} (no owner)")
     return repo_id
 
 
