@@ -9,22 +9,30 @@ import logging
 import os
 
 from . import schema
+from .analysis.metrics import (
+    Analysis,
+    DatasetMetrics,
+    analyze,
+    complexity,
+    coverage,
+    dataset_metrics,
+    diversity,
+    recall_matrix,
+    tag_recall,
+    top_tags,
+)
+from .analysis.tagsets import TagSets
+from .normalize import TagMapping, TagNormalizer
+from .publish import InstagDatasetCard, push_to_hub, write_dataset_card
+from .quality import LLMJudge, LocalTagModel, distill_dataset, evaluate_tags, tag_f1
+from .reporting.report import render_html, render_markdown, write_report
+from .samples import load_sample
+from .selection import SelectionReport, sample, select_indices, selection_report
 from .tagging.parsing import ParseResult, parse_tags
 from .tagging.prompts import TEMPLATES, Prompt, Template, get_template
 from .tagging.queries import QueryFormatError, detect_format
-from .samples import load_sample
 from .tagging.tagger import Tagger, TagStats, TurnResult
-from .normalize import TagMapping, TagNormalizer
-from .analysis.metrics import (Analysis, DatasetMetrics, analyze, complexity, coverage, dataset_metrics, diversity,
-                      recall_matrix, tag_recall, top_tags)
-from .reporting.report import render_html, render_markdown, write_report
-from .selection.sampling import SelectionReport, sample, select_indices, selection_report
-from .analysis.tagsets import TagSets
-from .quality import LLMJudge, LocalTagModel, distill_dataset, evaluate_tags, tag_f1
-from .publish import InstagDatasetCard, push_to_hub, write_dataset_card
-
 from .version import __version__
-
 
 
 def _verbosity(value: str) -> int:

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from instag_hf import schema
 from instag_hf.cli.main import main
-from instag_hf.selection.sampling import (STRATEGIES, _cfd_loop, _cfd_order, _Limits, _row_lists, sample, select_indices,
-                                selection_report)
+from instag_hf.selection import sample, select_indices, selection_report
+from instag_hf.selection.params import STRATEGIES
+from instag_hf.selection.sampling import _row_lists
+from instag_hf.selection.strategies import _cfd_loop, _cfd_order, _Limits
 from instag_hf.analysis.tagsets import TagSets
 from instag_hf.reporting import render_markdown
 

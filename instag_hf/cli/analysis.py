@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from .. import schema
+from ..selection.params import QUOTA_MODES, STRATEGIES, TIES, UNTAGGED
 from .main import SAMPLE_PREFIX, load_input
-from ..selection.sampling import QUOTA_MODES, STRATEGIES, TIES, UNTAGGED
 
 
 def _name(source: str) -> str:

@@ -51,8 +51,8 @@ def add_commands(subparsers) -> None:
 
 
 def cmd_normalize(args) -> int:
-    from .main import load_input
     from ..normalize import TagNormalizer
+    from .main import load_input
 
     normalizer = TagNormalizer(
         preset=args.preset, frequency=not args.no_frequency, rules=not args.no_rules,

@@ -66,8 +66,9 @@ def _mapping(args, source: Path):
 
 
 def _subsets(args, ds) -> dict:
+    from ..selection.params import STRATEGIES
+    from ..selection.sampling import sample
     from .main import load_input
-    from ..selection.sampling import STRATEGIES, sample
 
     subsets: dict = {}
     for name, location in _pairs(args.subset, "--subset").items():
@@ -103,9 +104,9 @@ def _exit_code(exc: Exception) -> int:
 
 
 def cmd_push(args) -> int:
-    from .main import load_input
     from ..publish import push_to_hub, upload_publication
     from ..publish.bundle import MARKER
+    from .main import load_input
 
     source = Path(args.input)
     try:

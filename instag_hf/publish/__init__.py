@@ -10,10 +10,17 @@ commit; ``dry_run="folder"`` writes the same files locally instead.
 from __future__ import annotations
 
 from .bundle import MAPPING_CONFIG, VOCABULARY_CONFIG, Publication, write_dataset_card, write_publication
-from .card import (ConfigInfo, InstagDatasetCard, MetricsRow, NormalizationInfo, PlotInfo, SelectionInfo,
-                   size_category)
-from .hub import (MissingTokenError, PublishError, PushResult, UploadError, push_space, push_to_hub, redact,
-                  upload_publication)
+from .card import ConfigInfo, InstagDatasetCard, MetricsRow, NormalizationInfo, PlotInfo, SelectionInfo, size_category
+from .hub import (
+                   MissingTokenError,
+                   PublishError,
+                   PushResult,
+                   UploadError,
+                   push_space,
+                   push_to_hub,
+                   redact,
+                   upload_publication,
+)
 
 __all__ = [
     "push_to_hub", "push_space", "upload_publication", "write_publication", "write_dataset_card", "Publication",

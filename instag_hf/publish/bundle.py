@@ -23,8 +23,19 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import schema
-from .card import (DEFAULT_CONFIG, DEFAULT_TAGS, PLOT_SECTIONS, ConfigInfo, InstagDatasetCard, NormalizationInfo,
-                   PlotInfo, SelectionInfo, check_config_name, check_repo_id, metrics_rows)
+from .card import (
+    DEFAULT_CONFIG,
+    DEFAULT_TAGS,
+    PLOT_SECTIONS,
+    ConfigInfo,
+    InstagDatasetCard,
+    NormalizationInfo,
+    PlotInfo,
+    SelectionInfo,
+    check_config_name,
+    check_repo_id,
+    metrics_rows,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -228,7 +228,7 @@ class SelectionInfo:
 
     @classmethod
     def from_report(cls, config: str, report: Any) -> SelectionInfo:
-        """From a :class:`~instag_hf.selection.sampling.SelectionReport` (or its ``as_dict()``)."""
+        """From a :class:`~instag_hf.selection.report.SelectionReport` (or its ``as_dict()``)."""
         d = report.as_dict() if hasattr(report, "as_dict") else dict(report)
         return cls(config=config, strategy=str(d.get("strategy") or "unknown"), requested=int(d["requested"]),
                    selected=int(d["selected"]), pool_rows=int(d["pool_rows"]),

@@ -445,8 +445,8 @@ class LLMJudge:
 def tagged_units(dataset, tags_column: str | None = None, query_column: str | None = None,
                  format: str | None = None) -> list[_Unit]:
     """The (row, turn, query, tags) units of a tagged dataset whose tagging succeeded."""
-    from ..tagging.queries import detect_format
     from ..analysis.tagsets import resolve_tags_column
+    from ..tagging.queries import detect_format
     from .f1 import AUTO, _rows, _status_column
 
     columns = dataset.column_names

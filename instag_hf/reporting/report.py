@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..analysis.metrics import Analysis
-from ..selection.sampling import SelectionReport
+from ..selection.report import SelectionReport
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -256,7 +256,7 @@ def write_report(analysis: Analysis, output_dir: str | Path, *, title: str = "In
 
 
 def selection_document(report: SelectionReport, *, title: str | None = None) -> Document:
-    """The Markdown/HTML view of a :class:`~instag_hf.selection.sampling.SelectionReport`."""
+    """The Markdown/HTML view of a :class:`~instag_hf.selection.report.SelectionReport`."""
     r = report
     doc = Document(title or f"Selection: {r.strategy or 'subset'} ({r.selected:,} rows)")
     params = ", ".join(f"{k}={v}" for k, v in r.params.items() if v is not None)
