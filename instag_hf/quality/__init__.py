@@ -14,10 +14,12 @@ from __future__ import annotations
 from ..testing.synthetic_queries import TaggedQueries, make_tagged_queries
 from .distill import DistillReport, distill_dataset, finetune_command, save_distill
 from .f1 import PRF, MatchScores, TagEvalReport, TagScore, evaluate_tags, tag_f1
-from .judge import JudgeCase, JudgeResult, JudgeSummary, LLMJudge, make_judge_backend, parse_verdict, wilson_interval
+from .judge import LLMJudge, make_judge_backend
 from .judge_prompts import JUDGE_TEMPLATES, JudgeTemplate, get_judge_template
+from .judge_stats import JudgeCase, JudgeResult, JudgeSummary, wilson_interval
 from .local_model import LocalTagModel
 from .matching import fuzzy_pairs, normalize_tag
+from .verdicts import parse_verdict
 
 __all__ = [
     "evaluate_tags", "tag_f1", "TagEvalReport", "MatchScores", "TagScore", "PRF", "normalize_tag", "fuzzy_pairs",

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import re
-from collections import Counter
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,211 +29,13 @@ from ..tagging.answers import answer_requests
 from ..tagging.backends import Backend, GenerationParams, make_backend
 from ..tagging.cache import RequestCache, namespace_hash, request_key
 from .judge_prompts import METRICS, JudgeTemplate, get_judge_template
+from .judge_stats import JudgeCase, JudgeResult
 from .matching import normalize_tag
+from .verdicts import parse_verdict
 
 logger = logging.getLogger(__name__)
 
 UNITS = ("query", "tag")
-YES, NO = "yes", "no"
-_WORDS = {"yes": YES, "no": NO, "true": YES, "false": NO, "consistent": YES, "inconsistent": NO,
-          "correct": YES, "incorrect": NO}
-_VERDICT_KEYS = ("verdict", "answer", "judgment", "judgement", "decision", "result")
-_FIELD = re.compile(r'["\']?(?:verdict|answer|judg(?:e)?ment|decision|result)["\']?\s*:', re.IGNORECASE)
-# the field's value as one complete token, followed by the end of the field (or of a cut-off answer)
-_VALUE = re.compile(r'\s*(?:"([A-Za-z]+)"|\'([A-Za-z]+)\'|(true|false)\b)\s*(?=[,}\n]|$)', re.IGNORECASE)
-_REASON_FIELD = re.compile(r'["\']reason["\']\s*:\s*"((?:[^"\\]|\\.)*)', re.IGNORECASE)
-_LEAD = re.compile(r"^[\s>*_`#\"'(\[-]*([A-Za-z]+)")
-_WORD = re.compile(r"[A-Za-z]+")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A parsed judge answer: ``verdict`` is ``"yes"``, ``"no"`` or ``None`` (then ``status`` says why)."""
-
-    verdict: str | None
-    reason: str = ""
-    status: str = schema.PARSE_ERROR
-    error: str = ""
-
-
-def _word(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return YES if value else NO
-    if isinstance(value, str):
-        return _WORDS.get(value.strip().strip(".!\"' ").lower())
-    return None
-
-
-def _objects(text: str) -> Iterable[Any]:
-    decoder = json.JSONDecoder()
-    pos = 0
-    while True:
-        start = text.find("{", pos)
-        if start < 0:
-            return
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except ValueError:
-            pos = start + 1
-            continue
-        yield value
-        pos = end
-
-
-def parse_verdict(text: Any) -> Verdict:
-    """Read a yes/no verdict from a judge's answer; never guesses.
-
-    Accepted, in this order: a JSON object with a ``verdict`` (or ``answer``,
-    ``judgment``, ``decision``, ``result``) field holding yes/no/true/false; such a
-    field in JSON cut off after it, its value one complete token (``"yes" or "no"``,
-    a model echoing the instructions, is not a verdict); an answer whose first word is
-    "yes" or "no". Anything else (prose without a leading yes/no, "maybe", an empty
-    answer) is a ``parse_error`` with no verdict.
-    """
-    if not isinstance(text, str) or not text.strip():
-        return Verdict(None, "", schema.PARSE_ERROR, "empty answer")
-    for obj in _objects(text):
-        if not isinstance(obj, dict):
-            continue
-        lowered = {str(k).strip().lower(): v for k, v in obj.items()}
-        for key in _VERDICT_KEYS:
-            if key in lowered:
-                word = _word(lowered[key])
-                reason = lowered.get("reason") or lowered.get("explanation") or ""
-                reason = reason if isinstance(reason, str) else json.dumps(reason, ensure_ascii=False)
-                if word is None:
-                    return Verdict(None, reason, schema.PARSE_ERROR,
-                                   f"{key} {str(lowered[key])[:40]!r} is not yes or no")
-                return Verdict(word, reason.strip(), schema.OK)
-    field = _FIELD.search(text)
-    if field:
-        value = _VALUE.match(text, field.end())
-        raw = next((g for g in value.groups() if g), "") if value else ""
-        word = _word(raw)
-        if word is None:
-            shown = text[field.end():field.end() + 40].strip()
-            return Verdict(None, "", schema.PARSE_ERROR, f"verdict {shown!r} is not a single yes or no")
-        reason = _REASON_FIELD.search(text)
-        return Verdict(word, reason.group(1) if reason else "", schema.OK)
-    lead = _LEAD.match(text)
-    if lead and lead.group(1).lower() in ("yes", "no"):
-        word = lead.group(1).lower()
-        return Verdict(word, text.strip()[len(lead.group(0)):].strip(" .,:;-\n"), schema.OK)
-    return Verdict(None, "", schema.PARSE_ERROR, "no yes/no verdict found")
-
-
-@dataclass
-class JudgeCase:
-    """One question to the judge and what came back."""
-
-    case_id: str
-    metric: str
-    template: str
-    rows: list[int]
-    queries: list[str]
-    tags: list[str]
-    answer: str | None = None
-    verdict: str | None = None
-    reason: str = ""
-    status: str = ""
-    error: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (sensible even at 0 or n successes)."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    from statistics import NormalDist
-
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    den = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, center - half), min(1.0, center + half))
-
-
-@dataclass(frozen=True)
-class JudgeSummary:
-    """Counts and rates of one metric.
-
-    ``rate`` is yes / judged (cases with a verdict), with its Wilson interval;
-    ``strict_rate`` is yes / all cases, i.e. counting every unanswered case as "no".
-    """
-
-    metric: str
-    template: str
-    cases: int
-    judged: int
-    yes: int
-    no: int
-    parse_errors: int
-    backend_errors: int
-    rate: float | None
-    ci_low: float | None
-    ci_high: float | None
-    strict_rate: float | None
-    confidence: float = 0.95
-
-
-@dataclass
-class JudgeResult:
-    """Judged cases and their summary per metric."""
-
-    cases: list[JudgeCase]
-    params: dict = field(default_factory=dict)
-    confidence: float = 0.95
-
-    def summary(self) -> dict[str, JudgeSummary]:
-        out = {}
-        for metric in METRICS:
-            mine = [c for c in self.cases if c.metric == metric]
-            if not mine:
-                continue
-            st = Counter(c.status for c in mine)
-            yes = sum(c.verdict == YES for c in mine)
-            no = sum(c.verdict == NO for c in mine)
-            judged = yes + no
-            low, high = wilson_interval(yes, judged, self.confidence) if judged else (None, None)
-            templates = sorted({c.template for c in mine})
-            out[metric] = JudgeSummary(metric, ", ".join(templates), len(mine), judged, yes, no,
-                                       st[schema.PARSE_ERROR], st[schema.BACKEND_ERROR],
-                                       yes / judged if judged else None, low, high, yes / len(mine),
-                                       self.confidence)
-        return out
-
-    def as_dict(self, cases: bool = True) -> dict:
-        out = {"params": self.params, "summary": {k: asdict(v) for k, v in self.summary().items()}}
-        if cases:
-            out["cases"] = [c.as_dict() for c in self.cases]
-        return out
-
-    def to_jsonl(self, path: str) -> None:
-        """One line per case (the verdict record to keep next to the summary)."""
-        with open(path, "w", encoding="utf-8") as fh:
-            for c in self.cases:
-                fh.write(json.dumps(c.as_dict(), ensure_ascii=False) + "\n")
-
-    def to_dataset(self):
-        from datasets import Dataset
-
-        return Dataset.from_list([c.as_dict() for c in self.cases])
-
-    def to_markdown(self) -> str:
-        pct = int(round(100 * self.confidence))
-        lines = [f"| metric | template | cases | judged | yes | no | unparsed | backend errors | rate | {pct}% CI "
-                 "(Wilson) | yes / all cases |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
-        for s in self.summary().values():
-            rate = f"{100 * s.rate:.1f}%" if s.rate is not None else "n/a"
-            ci = f"{100 * s.ci_low:.1f}% to {100 * s.ci_high:.1f}%" if s.ci_low is not None else "n/a"
-            lines.append(f"| {s.metric} | {s.template} | {s.cases} | {s.judged} | {s.yes} | {s.no} | "
-                         f"{s.parse_errors} | {s.backend_errors} | {rate} | {ci} | {100 * s.strict_rate:.1f}% |")
-        return "\n".join(lines)
-
-
 def make_judge_backend(backend: str | Backend = "auto", **options: Any) -> Backend:
     """A backend for judging: like :func:`instag_hf.tagging.backends.make_backend`, but without the
     tag-list JSON schema that tagging backends impose: one that takes a ``response_format``
