@@ -1,4 +1,4 @@
-"""Column names, statuses and features of the data contract (design.md). Public API."""
+"""Column names, statuses and features of the data contract (docs/architecture.md, "The data contract"). Public API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Diversity, complexity, coverage and tag recall of tagged datasets (instag-facts.md, section 3).
+"""Diversity, complexity, coverage and tag recall of tagged datasets (InsTag paper, section 3).
 
 Everything but :func:`summarize` reads tags through :class:`~instag_hf.analysis.tagsets.TagSets`
 (pyarrow + numpy), so a million rows take seconds, not minutes.
@@ -103,7 +103,7 @@ def summarize_dataset(ds, tags_column: str = schema.TAGS, top: int = 20) -> TagS
 
 
 # --------------------------------------------------------------------------------------
-# Columnar metrics: diversity, coverage, complexity, tag recall (instag-facts.md, section 3)
+# Columnar metrics: diversity, coverage, complexity, tag recall (InsTag paper, section 3)
 # --------------------------------------------------------------------------------------
 
 def _tagsets(data, tags_column: str | None = None, status_column: str | None = schema.STATUS) -> TagSets:
@@ -244,7 +244,7 @@ def cooccurrence_matrix(data, tags: Sequence[str], tags_column: str | None = Non
 
 @dataclass
 class DatasetMetrics:
-    """Diversity and complexity of one dataset (instag-facts.md, section 3).
+    """Diversity and complexity of one dataset (InsTag paper, section 3).
 
     ``diversity``: unique tags; ``coverage``: the share of the reference pool's tags
     it covers (None without a pool); ``complexity``: average tags per usable row;

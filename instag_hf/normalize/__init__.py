@@ -1,4 +1,4 @@
-"""Tag normalization (instag-facts.md, section 2): raw open-set tags -> canonical tags.
+"""Tag normalization (InsTag paper, section 2.2): raw open-set tags -> canonical tags.
 
 ``mapping = TagNormalizer(preset="paper").fit(ds)`` then ``mapping.map(ds)`` (or
 ``ds.map(mapping, batched=True)``) adds ``instag_norm_tags``. Each step is also a

@@ -1,4 +1,4 @@
-"""Tag quality and distillation (instag-facts.md, section 5).
+"""Tag quality and distillation (InsTag paper, section 2.3; docs/architecture.md).
 
 - :func:`evaluate_tags` / :func:`tag_f1`: exact and fuzzy precision, recall and F1
   of a tagger against reference tags (micro, macro, per tag).

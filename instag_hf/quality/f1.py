@@ -2,7 +2,7 @@
 
 The paper scored its local tagger against the teacher on 1K held-out queries: exact
 match F1 31.8%, fuzzy match F1 73.4% with tags matching at embedding cosine >= 0.8
-(instag-facts.md, section 5). Which tags match is decided per query by
+(InsTag paper, section 2.3). Which tags match is decided per query by
 :mod:`instag_hf.quality.matching`; this module counts the matches.
 
 Averages, over the evaluated queries (``TP`` = matched pairs, one-to-one):

@@ -1,6 +1,6 @@
 """Subset selection by intention tags: Complexity-first Diverse sampling and baselines.
 
-``sample(ds, 6000)`` runs Algorithm 1 of the paper (instag-facts.md, section 4):
+``sample(ds, 6000)`` runs Algorithm 1 of the paper (InsTag paper, section 4.1):
 
 1. Rows are ordered by number of tags, most first. Ties keep the original row order
    (``ties="index"``) or follow a permutation drawn from ``seed`` (``ties="shuffle"``).
@@ -25,7 +25,7 @@ the most uncovered tags, ties in tie order; once every remaining row adds nothin
 new round starts with an empty covered set, like a new Cf-D pass). The same rules for
 untagged rows apply to all strategies.
 
-Tag-based selection can skew domains (the DaaR caution in instag-facts.md), so
+Tag-based selection can skew domains (as the DaaR paper cautions), so
 ``quota_column`` caps the rows taken from each value of a column and
 ``max_per_tag`` caps the rows taken per tag; a row that would break a limit is
 skipped. Both are applied inside the strategy's own order.

@@ -44,7 +44,7 @@ VICUNA_SYSTEM = (
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
 
-# Our own wording of the paper's teacher prompt (instag-facts.md, section 1).
+# Our own wording of the paper's teacher prompt (InsTag paper, section 2.1).
 TEACHER_PROMPT = (
     "You are a tagging system that labels the intentions behind instructions people "
     "give to a helpful AI assistant. The instruction is shown between [begin] and [end].\n"
