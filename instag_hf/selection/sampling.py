@@ -1,6 +1,6 @@
 """Subset selection by intention tags: Complexity-first Diverse sampling and baselines.
 
-``sample(ds, 6000)`` runs Algorithm 1 of the paper (InsTag paper, section 4.1):
+``sample(ds, 6000)`` runs Algorithm 1 of the paper (InsTag paper, section 4, Algorithm 1):
 
 1. Rows are ordered by number of tags, most first. Ties keep the original row order
    (``ties="index"``) or follow a permutation drawn from ``seed`` (``ties="shuffle"``).
