@@ -119,7 +119,7 @@ def end_to_end(ds, normalizer: TagNormalizer, title: str):
     emit(f"| stage | tags in | tags out | seconds | peak RSS (GiB) |")
     emit("|---|---:|---:|---:|---:|")
     (corpus, _), secs, peak = measured(lambda: normalizer.read(ds))
-    emit(f"| read tags (arrow -> sparse matrix) | {len(corpus.vocab):,} raw | {corpus.n_samples:,} samples "
+    emit(f"| read tags (arrow -> TagSets) | {len(corpus.vocab):,} raw | {corpus.n_usable:,} samples "
          f"| {secs:.1f} | {gib(peak)} |")
     total, top = secs, peak
     corpora = {}

@@ -3,7 +3,7 @@
 import pytest
 
 from instag_hf.normalize import RuleAggregator, TagNormalizer
-from instag_hf.normalize.corpus import read_iterable
+from instag_hf.analysis.tagsets import TagSets
 from instag_hf.normalize import rules as rules_module
 
 PHRASES = ["code generation", "data analysis", "sql query", "python 3", "error handling", "c++ programming",
@@ -128,7 +128,7 @@ def check_groups(mapped):
 
 @pytest.mark.parametrize("label", ["lemma", "frequent"])
 def test_rule_step_merges_every_variant(label):
-    c = read_iterable(samples())
+    c = TagSets.from_lists(samples())
     result = RuleAggregator(label=label).fit(c)
     mapped = {c.vocab[j]: result.vocab[t] for j, t in enumerate(result.target)}
     target = check_groups(mapped)
@@ -150,7 +150,7 @@ def test_normalizer_merges_every_variant():
 
 def test_camel_case_names_still_meet_their_lowercase_spelling():
     """Splitting only adds merges: "JavaScript" keeps meeting "javascript", as before."""
-    c = read_iterable([["JavaScript"]] * 5 + [["javascript"]] * 2 + [["JAVASCRIPT"]] + [["Javascript"]]
+    c = TagSets.from_lists([["JavaScript"]] * 5 + [["javascript"]] * 2 + [["JAVASCRIPT"]] + [["Javascript"]]
                       + [["DevOps Tools"]] * 3 + [["devops tool"]] + [["CodeGeneration"]] * 4
                       + [["3D Graphics"]] * 2 + [["3d graphics"]] + [["Python3"]] * 3 + [["Python 3"]])
     for label, expected in (("lemma", {"JavaScript": "javascript", "DevOps Tools": "devops tool",

@@ -42,6 +42,18 @@ def test_fit_counts_only_usable_rows():
     assert m.report.samples == len(ROWS) + 1 and m.report.skipped_rows == 1
 
 
+def test_normalization_and_analysis_count_the_same_rows_and_tags():
+    """One rule: failed rows are missing data, empty and repeated tags never count, in both steps."""
+    rows = ROWS + [["", "Python", "Python"], [], ["Broken Tag"], [None, "Poetry"]]
+    ds = tagged(rows, ["ok"] * len(ROWS) + ["ok", "ok", "backend_error", "ok"])
+    m = fit(ds, rules=False)
+    ts = instag_hf.TagSets.from_dataset(ds)
+    assert m.report.samples == ts.n_usable == len(rows) - 1 and m.report.skipped_rows == 1
+    raw = dict(zip(m.to_dataset()["raw_tag"], m.to_dataset()["count"]))
+    assert raw == dict(zip(ts.vocab.tolist(), ts.tag_counts().tolist()))
+    assert "" not in raw and "Broken Tag" not in raw and raw["Python"] == 3 and raw["Poetry"] == 3
+
+
 def test_map_adds_canonical_tags_deduplicated_in_order():
     ds = tagged([["Python", "Data Analysis", "data-analysis", "Never Seen"]] + ROWS)
     m = fit(ds, alpha=2)

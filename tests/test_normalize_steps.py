@@ -7,13 +7,13 @@ import pytest
 
 from instag_hf.normalize import (AssociationAggregator, FrequencyFilter, RuleAggregator, SemanticAggregator,
                                  TagNormalizer)
-from instag_hf.normalize.corpus import read_iterable
+from instag_hf.analysis.tagsets import TagSets
 from instag_hf.normalize.rules import lemma
 from instag_hf.normalize.semantic import build_index, dbscan_labels, neighbor_graph
 
 
 def corpus(*samples):
-    return read_iterable(samples)
+    return TagSets.from_lists(samples)
 
 
 def apply(step, c):

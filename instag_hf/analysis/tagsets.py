@@ -1,8 +1,13 @@
 """Per-sample tag sets as integer ids in a CSR layout, read straight from Arrow columns.
 
-Metrics and selection work on :class:`TagSets`, never on Python lists of dicts: the
-tags of a column are flattened and dictionary-encoded by pyarrow, and every later
-step is numpy over ``offsets`` (row boundaries) and ``ids`` (tag ids).
+Metrics, selection and normalization work on :class:`TagSets`, never on Python lists
+of dicts: the tags of a column are flattened and dictionary-encoded by pyarrow, and
+every later step is numpy over ``offsets`` (row boundaries) and ``ids`` (tag ids).
+
+One rule decides which rows count everywhere: a row is *usable* when its status is
+``ok`` or ``truncated`` (or there is no status column); null and empty tag strings are
+dropped and a tag counts once per row. A failed row is missing data, not a row with
+zero tags.
 """
 
 from __future__ import annotations
@@ -82,6 +87,34 @@ class TagSets:
     def tag_counts(self) -> np.ndarray:
         """Rows carrying each tag id (``len(vocab)`` entries)."""
         return np.bincount(self.ids, minlength=len(self.vocab))
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Rows carrying each tag id, as ``int64`` (the normalization steps' view of :meth:`tag_counts`)."""
+        return self.tag_counts().astype(np.int64)
+
+    @property
+    def n_usable(self) -> int:
+        """Rows that count as samples: fractions such as a frequency threshold are of this number."""
+        return int(self.usable.sum())
+
+    @property
+    def matrix(self):
+        """Rows x tags as a ``scipy.sparse.csr_matrix`` of ``int8`` ones, sharing ``offsets`` and ``ids``."""
+        from scipy import sparse
+
+        return sparse.csr_matrix((np.ones(self.ids.size, dtype=np.int8), self.ids, self.offsets),
+                                 shape=(len(self), len(self.vocab)))
+
+    def remap(self, target: np.ndarray, vocab: Sequence[str]) -> TagSets:
+        """Tag id ``j`` becomes id ``target[j]`` of ``vocab`` (``-1``: dropped); merged tags count once per row."""
+        target = np.asarray(target, dtype=np.int64)
+        if target.shape != (len(self.vocab),):
+            raise ValueError(f"target has {target.size} entries for a vocabulary of {len(self.vocab)}")
+        codes = target[self.ids]
+        keep = codes >= 0
+        return TagSets._from_pairs(self.row_ids[keep], codes[keep], np.asarray(list(vocab), dtype=object),
+                                   self.usable)
 
     def tag_set(self) -> frozenset[str]:
         """The distinct tags the rows carry."""
@@ -168,7 +201,7 @@ class TagSets:
     @classmethod
     def from_lists(cls, rows: Iterable[Iterable[Any] | None], usable: Sequence[bool] | None = None) -> TagSets:
         """From Python rows of tag strings or ``{"tag": ...}`` dicts (``None`` is an empty row)."""
-        names = [[t["tag"] if isinstance(t, dict) else t for t in row] if row is not None else None for row in rows]
+        names = [_row_names(row) for row in rows]
         status = None
         if usable is not None:
             if len(usable) != len(names):
@@ -186,6 +219,19 @@ class TagSets:
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
         return cls(offsets, ids.astype(np.int32), vocab, usable)
+
+
+def _row_names(row) -> list | None:
+    """The tag strings of one Python row; a bare string or dict is a mistake, not a row."""
+    if row is None:
+        return None
+    if isinstance(row, (str, bytes, dict)) or not isinstance(row, Iterable):
+        raise ValueError(f"each row must be a list of tags (strings or {{'tag': ...}} items), got {type(row).__name__}")
+    names = [t.get("tag") if isinstance(t, dict) else t for t in row]
+    bad = next((t for t in names if t is not None and not isinstance(t, str)), None)
+    if bad is not None:
+        raise ValueError(f"tags must be strings, got {type(bad).__name__} ({bad!r})")
+    return names
 
 
 def _flatten(chunk: pa.Array) -> tuple[np.ndarray, pa.Array]:

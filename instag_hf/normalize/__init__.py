@@ -9,7 +9,6 @@ sentence-transformers) load only when a step runs.
 from __future__ import annotations
 
 from .association import AssociationAggregator
-from .corpus import TagCorpus
 from .embeddings import DEFAULT_MODEL, EmbeddingCache, SentenceTransformerEmbedder
 from .frequency import FrequencyFilter
 from .mapping import TagMapping
@@ -20,6 +19,17 @@ from .semantic import SemanticAggregator
 
 __all__ = [
     "TagNormalizer", "TagMapping", "NormalizationReport", "StageReport", "FrequencyFilter", "RuleAggregator",
-    "SemanticAggregator", "AssociationAggregator", "SentenceTransformerEmbedder", "EmbeddingCache", "TagCorpus",
+    "SemanticAggregator", "AssociationAggregator", "SentenceTransformerEmbedder", "EmbeddingCache",
     "DEFAULT_MODEL", "PRESETS",
 ]
+
+
+def __getattr__(name: str):
+    if name == "TagCorpus":  # the normalization steps now read the one tag-set type of the package
+        import warnings
+
+        from ..analysis.tagsets import TagSets
+
+        warnings.warn("instag_hf.normalize.TagCorpus is now instag_hf.TagSets", DeprecationWarning, stacklevel=2)
+        return TagSets
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -73,7 +73,7 @@ class AssociationAggregator:
         from mlxtend.frequent_patterns import association_rules, fpgrowth
 
         counts = corpus.counts
-        min_count = to_count(self.min_support, corpus.n_samples)
+        min_count = to_count(self.min_support, corpus.n_usable)
         frequent = np.flatnonzero(counts >= min_count)
         stats = {"min_support": self.min_support, "min_count": min_count, "min_confidence": self.min_confidence,
                  "frequent_tags": len(frequent)}

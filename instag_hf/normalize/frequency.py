@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import StepResult, check_count_or_fraction, to_count
-from .corpus import TagCorpus
+from ..analysis.tagsets import TagSets
 
 
 class FrequencyFilter:
@@ -29,9 +29,9 @@ class FrequencyFilter:
     def __repr__(self) -> str:
         return f"FrequencyFilter(alpha={self.alpha!r})"
 
-    def fit(self, corpus: TagCorpus, progress: bool = False) -> StepResult:
+    def fit(self, corpus: TagSets, progress: bool = False) -> StepResult:
         counts = corpus.counts
-        threshold = to_count(self.alpha, corpus.n_samples)
+        threshold = to_count(self.alpha, corpus.n_usable)
         kept = np.flatnonzero(counts >= threshold)
         kept = kept[np.lexsort((kept, -counts[kept]))]
         target = np.full(len(corpus.vocab), -1, dtype=np.int64)

@@ -10,9 +10,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .. import schema
+from ..analysis.tagsets import TagSets
 from .association import AssociationAggregator
 from .base import StepResult, largest_groups
-from .corpus import TagCorpus, read_dataset, read_iterable
 from .embeddings import Embedder, describe
 from .frequency import FrequencyFilter
 from .mapping import TagMapping
@@ -126,18 +126,28 @@ class TagNormalizer:
                 + (f", off={off}" if off else "") + ")")
 
     # --- fit -------------------------------------------------------------------------
-    def read(self, data) -> tuple[TagCorpus, int]:
-        """The per-sample tag sets of a ``Dataset`` or an iterable of tag lists, and the rows skipped."""
+    def read(self, data) -> tuple[TagSets, int]:
+        """The per-sample tag sets of a ``Dataset`` or an iterable of tag lists, and the rows skipped.
+
+        Rows count by :class:`~instag_hf.analysis.tagsets.TagSets`' one rule: a failed row is
+        skipped (it is missing data), a usable row without tags is a sample.
+        """
         from datasets import Dataset
 
-        if isinstance(data, Dataset):
-            return read_dataset(data, self.tags_column, self.status_column, self.progress)
-        if isinstance(data, TagCorpus):
-            return data, 0
-        if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
+        if isinstance(data, TagSets):
+            ts = data
+        elif isinstance(data, Dataset):
+            if self.tags_column not in data.column_names:
+                raise ValueError(f"column {self.tags_column!r} not found (columns: {data.column_names}); tag the "
+                                 "dataset first or pass tags_column=")
+            status = self.status_column if self.status_column in data.column_names else None
+            ts = TagSets.from_dataset(data, self.tags_column, status)
+        elif isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
             raise ValueError("fit expects a Dataset with an instag_tags column or an iterable of tag lists, "
                              f"got {type(data).__name__}")
-        return read_iterable(data), 0
+        else:
+            ts = TagSets.from_lists(list(data))
+        return ts, len(ts) - ts.n_usable
 
     def fit(self, data) -> TagMapping:
         """Learn the mapping from a tagged ``Dataset`` (or tag lists); returns it and keeps it as ``mapping_``."""
@@ -146,7 +156,7 @@ class TagNormalizer:
         assert self.mapping_ is not None
         return self.mapping_
 
-    def iter_fit(self, data) -> Iterator[tuple[StageReport, TagCorpus]]:
+    def iter_fit(self, data) -> Iterator[tuple[StageReport, TagSets]]:
         """:meth:`fit`, one step at a time: yields each step's report and output corpus as it finishes.
 
         For inspecting or measuring the steps; ``mapping_`` is set when the iteration ends.
@@ -156,7 +166,7 @@ class TagNormalizer:
         self.mapping_ = None
         corpus, skipped = self.read(data)
         raw_vocab, raw_counts = corpus.vocab, corpus.counts
-        logger.info("normalizing %s raw tags of %s tagged samples", f"{len(raw_vocab):,}", f"{corpus.n_samples:,}")
+        logger.info("normalizing %s raw tags of %s tagged samples", f"{len(raw_vocab):,}", f"{corpus.n_usable:,}")
         # position of every raw tag in the current vocabulary (-1: dropped), and its text after each step
         position = np.arange(len(raw_vocab), dtype=np.int64)
         after: dict[str, np.ndarray] = {}
@@ -185,11 +195,11 @@ class TagNormalizer:
             bar.close()
         mapping = self._mapping(raw_vocab, raw_counts, corpus, after, vocabs)
         mapping.report = NormalizationReport(
-            samples=corpus.n_samples, skipped_rows=skipped, raw_tags=len(raw_vocab), final_tags=len(corpus.vocab),
+            samples=corpus.n_usable, skipped_rows=skipped, raw_tags=len(raw_vocab), final_tags=len(corpus.vocab),
             stages=stages, params=self.get_params())
         self.mapping_ = mapping
 
-    def _stage_report(self, step, before: TagCorpus, after: TagCorpus, result: StepResult,
+    def _stage_report(self, step, before: TagSets, after: TagSets, result: StepResult,
                       seconds: float) -> StageReport:
         enabled = self.enabled[step.name]
         counts = before.counts
@@ -208,7 +218,7 @@ class TagNormalizer:
                            tags_after=len(after.vocab), seconds=seconds, merges=merges, examples=examples,
                            stats=_plain(result.stats) if enabled else {})
 
-    def _mapping(self, raw_vocab: list[str], raw_counts: np.ndarray, final: TagCorpus,
+    def _mapping(self, raw_vocab: list[str], raw_counts: np.ndarray, final: TagSets,
                  after: dict[str, np.ndarray], vocabs: dict[str, list[str]]) -> TagMapping:
         # the text of each raw tag after a step: the step's output vocabulary, indexed by position
         texts: dict[str, list[str | None]] = {}
