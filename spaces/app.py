@@ -222,9 +222,10 @@ def load_tagged(source: str, config: str | None, split: str):
 @lru_cache(maxsize=8)
 def _stats(source: str, config: str | None, split: str) -> tuple[str, list[tuple[str, str]], dict]:
     from instag_hf.analysis.metrics import analyze
-    from instag_hf.reporting.plots import analysis_plots
     from instag_hf.publish.bundle import status_counts
-    from instag_hf.publish.card import PLOT_SECTIONS, md_cell, pct
+    from instag_hf.publish.card_data import PLOT_SECTIONS
+    from instag_hf.publish.filters import md_cell, pct
+    from instag_hf.reporting.plots import analysis_plots
 
     ds = load_tagged(source, config, split)
     try:

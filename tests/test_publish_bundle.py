@@ -196,3 +196,24 @@ def test_a_source_column_adds_metrics_and_plots_per_source(tmp_path, tagged):
     assert on_disk == by_source
     with pytest.raises(ValueError, match="source column"):
         write_publication(tmp_path / "q", pool, source_column="nope")
+
+
+def test_card_metadata_comes_as_one_card_data_object(tmp_path, tagged):
+    from huggingface_hub import DatasetCardData
+
+    data = DatasetCardData(pretty_name="Alpaca, tagged", license="cc-by-4.0", language="en",
+                           annotations_creators=["machine-generated"], tags=["alpaca"],
+                           size_categories=["n>1T"], configs=[{"config_name": "bogus"}])
+    pub = write_publication(tmp_path / "p", tagged, card_data=data, plots=False, source_datasets=["tatsu-lab/alpaca"])
+    card = DatasetCard((pub.folder / "README.md").read_text())
+    assert card.data.pretty_name == "Alpaca, tagged" and card.data.license == "cc-by-4.0"
+    assert card.data.language == ["en"] and card.data.annotations_creators == ["machine-generated"]
+    assert card.data.source_datasets == ["tatsu-lab/alpaca"]  # a keyword adds to the object
+    assert card.data.tags[-1] == "alpaca" and "instag" in card.data.tags
+    assert card.data.size_categories == ["n<1K"]  # computed, never taken from the caller
+    assert [c["config_name"] for c in card.data.configs] == ["default", "tag_vocabulary"]
+    with pytest.raises(ValueError, match="card_data must be"):
+        write_publication(tmp_path / "q", tagged, card_data="license: mit")
+    with pytest.raises(ValueError, match="license"):
+        write_publication(tmp_path / "r", tagged, card_data={"license": "Not A License"})
+    assert not (tmp_path / "q").exists() and not (tmp_path / "r").exists()

@@ -7,9 +7,17 @@ import yaml
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from instag_hf.publish import (ConfigInfo, InstagDatasetCard, MetricsRow, NormalizationInfo, PlotInfo, SelectionInfo,
-                               size_category)
-from instag_hf.publish.card import INSTAG_BIBTEX, template_path
+from instag_hf.publish import (
+    ConfigInfo,
+    InstagDatasetCard,
+    MetricsRow,
+    NormalizationInfo,
+    PlotInfo,
+    SelectionInfo,
+    size_category,
+)
+from instag_hf.publish.card import template_path
+from instag_hf.publish.card_data import INSTAG_BIBTEX
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +148,7 @@ def test_invalid_configs_are_refused():
 
 def test_a_custom_template_replaces_the_packaged_one(tmp_path):
     custom = tmp_path / "mine.md.j2"
-    custom.write_text("---\n{{ card.metadata_yaml() }}---\n\n# {{ card.pretty_name | cell }} ({{ card.rows | num }})\n")
+    custom.write_text("---\n{{ card_data }}\n---\n\n# {{ cell(card.pretty_name) }} ({{ num(card.rows) }})\n")
     text = _card().render(custom)
     assert text.endswith("# Tagged SFT (1,200)\n")
     assert DatasetCard(text).data.license == "apache-2.0"

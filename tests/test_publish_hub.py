@@ -14,7 +14,14 @@ from huggingface_hub import DatasetCard
 import instag_hf
 from instag_hf import schema
 from instag_hf.cli.main import main
-from instag_hf.publish import MissingTokenError, UploadError, push_space, push_to_hub, redact, upload_publication
+from instag_hf.publish import (
+    MissingTokenError,
+    UploadError,
+    push_space,
+    push_to_hub,
+    redact,
+    upload_publication,
+)
 from instag_hf.testing.fake_hub import RecordingHub
 
 TOKEN = "hf_FakeTokenForTests0123456789abcdef"
@@ -88,14 +95,17 @@ def test_push_uploads_every_config_card_and_plot_in_one_commit(hub, env_token, t
     subset, report = instag_hf.sample(tagged, 15, return_report=True)
     result = push_to_hub("me/alpaca-tags", tagged, tagger=tagger, subsets={"selected_cfd_15": (subset, report)},
                          private=True, license="apache-2.0")
-    assert hub.names() == ["HfApi", "create_repo", "list_repo_files", "create_commit"]
+    assert hub.names() == ["HfApi", "create_repo", "list_repo_files", "upload_folder", "create_commit"]
     assert hub.calls[0][1]["library_name"] == "instag_hf" and set(hub.tokens) == {TOKEN}
     create = hub.calls[1][1]
     assert create["repo_type"] == "dataset" and create["exist_ok"] is True and create["private"] is True
     assert len(hub.commits) == 1
     files = hub.files("me/alpaca-tags")
-    assert sorted(files) == sorted(result.files) and hub.commits[0]["operations"][-1] == ("CommitOperationAdd",
-                                                                                          "README.md")
+    assert sorted(files) == sorted(result.files)
+    upload = hub.calls[3][1]  # the upload's own patterns: exactly our files, stale ones under our folders
+    assert sorted(upload["allow_patterns"]) == sorted(result.files)
+    assert upload["delete_patterns"] == ["data/default/*", "data/tag_vocabulary/*", "data/selected_cfd_15/*",
+                                         "plots/*"]
     card = DatasetCard(files["README.md"].decode())
     assert card.data.license == "apache-2.0"
     configs = {c["config_name"]: c for c in card.data.configs}
@@ -230,7 +240,8 @@ def test_space_dry_run_holds_the_app_and_the_package(no_token, tmp_path):
 def test_space_upload_creates_the_space_commits_once_and_sets_variables(hub, env_token, logs):
     result = push_space("me/space", dataset="me/alpaca-tags", variables={"INSTAG_MODEL": "Qwen/Qwen2.5-0.5B",
                                                                          "INSTAG_API_KEY_ENV": "OPENAI_API_KEY"})
-    assert hub.names() == ["HfApi", "create_repo", "list_repo_files", "create_commit", "add_space_variable",
+    assert hub.names() == ["HfApi", "create_repo", "list_repo_files", "upload_folder", "create_commit",
+                           "add_space_variable",
                            "add_space_variable", "add_space_variable"]
     create = hub.calls[1][1]
     assert create["repo_type"] == "space" and create["space_sdk"] == "gradio" and create["exist_ok"]

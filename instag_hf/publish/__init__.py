@@ -9,8 +9,22 @@ commit; ``dry_run="folder"`` writes the same files locally instead.
 
 from __future__ import annotations
 
-from .bundle import MAPPING_CONFIG, VOCABULARY_CONFIG, Publication, write_dataset_card, write_publication
-from .card import ConfigInfo, InstagDatasetCard, MetricsRow, NormalizationInfo, PlotInfo, SelectionInfo, size_category
+from .bundle import (
+                   MAPPING_CONFIG,
+                   VOCABULARY_CONFIG,
+                   Publication,
+                   write_dataset_card,
+                   write_publication,
+)
+from .card import InstagDatasetCard
+from .card_data import (
+                   ConfigInfo,
+                   MetricsRow,
+                   NormalizationInfo,
+                   PlotInfo,
+                   SelectionInfo,
+                   size_category,
+)
 from .hub import (
                    MissingTokenError,
                    PublishError,

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import schema
-from .card import (
+from .card import InstagDatasetCard
+from .card_data import (
     DEFAULT_CONFIG,
     DEFAULT_TAGS,
     PLOT_SECTIONS,
     ConfigInfo,
-    InstagDatasetCard,
     NormalizationInfo,
     PlotInfo,
     SelectionInfo,
@@ -247,6 +247,35 @@ def _write_config(folder: Path, name: str, splits: Mapping[str, Any], descriptio
 # ----------------------------------------------------------------------------- the whole folder
 
 
+def card_metadata(card_data: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """One dict of Hub metadata from a ``DatasetCardData`` (or mapping) and keyword fields.
+
+    Fields the card computes (``size_categories``, ``configs``) are dropped; list
+    fields given as one string become one-item lists; the result is validated by
+    building the card before anything is written.
+    """
+    from huggingface_hub import CardData
+
+    if card_data is None:
+        base: dict[str, Any] = {}
+    elif isinstance(card_data, CardData):
+        base = card_data.to_dict()
+    elif isinstance(card_data, Mapping):
+        base = dict(card_data)
+    else:
+        raise ValueError(f"card_data must be a huggingface_hub.DatasetCardData or a mapping, "
+                         f"not {type(card_data).__name__}")
+    base.update({k: v for k, v in metadata.items()})
+    for computed in ("size_categories", "configs"):
+        base.pop(computed, None)
+    for name in ("language", "task_categories", "tags", "source_datasets"):
+        if isinstance(base.get(name), str):
+            base[name] = [base[name]]
+        elif base.get(name) is not None:
+            base[name] = list(base[name])
+    return {k: v for k, v in base.items() if v is not None}
+
+
 def write_publication(
     output_dir: str | Path,
     dataset: Any,
@@ -260,12 +289,7 @@ def write_publication(
     data: bool = True,
     plots: bool = True,
     repo_id: str | None = None,
-    pretty_name: str | None = None,
-    license: str = "other",
-    language: Sequence[str] = ("en",),
-    task_categories: Sequence[str] = ("text-generation",),
-    tags: Sequence[str] = (),
-    source_datasets: Sequence[str] = (),
+    card_data: Any = None,
     description: str = "",
     tags_column: str | None = None,
     source_column: str | None = None,
@@ -274,6 +298,7 @@ def write_publication(
     template: str | Path | None = None,
     default_config: str = DEFAULT_CONFIG,
     overwrite: bool = False,
+    **metadata: Any,
 ) -> Publication:
     """Write the card, plots and (with ``data=True``) one parquet set per config into ``output_dir``.
 
@@ -301,9 +326,20 @@ def write_publication(
     data, plots:
         Write the parquet files / the PNG plots. ``data=False`` gives a card without
         data files (what ``instag demo`` may want).
-    repo_id, pretty_name, license, language, task_categories, tags, source_datasets, description:
-        Card metadata (``license`` is a Hub license id; the default ``other`` says
-        "see the source data": set the source dataset's license).
+    repo_id:
+        The ``owner/name`` the card's usage example loads from.
+    card_data:
+        The Hub metadata of the card: a ``huggingface_hub.DatasetCardData`` or a
+        mapping (``pretty_name``, ``license``, ``language``, ``task_categories``,
+        ``tags``, ``source_datasets``, or any other field the Hub knows). ``license``
+        is a Hub license id; the default ``other`` says "see the source data": set the
+        source dataset's license. ``size_categories`` and ``configs`` are always
+        computed; ``tags`` are added to the package's own.
+    description:
+        A paragraph under the card's title.
+    metadata:
+        Metadata fields as keywords (``pretty_name="..."``, ``license="mit"``):
+        merged over ``card_data``.
     tags_column:
         Tags to measure (default: ``instag_norm_tags`` when present, else ``instag_tags``).
     source_column:
@@ -323,6 +359,11 @@ def write_publication(
     from ..analysis.tagsets import resolve_tags_column
 
     # --- validate everything before writing anything ---------------------------------
+    meta = card_metadata(card_data, metadata)
+    own = {k: meta.pop(k) for k in ("license", "language", "task_categories", "source_datasets") if k in meta}
+    own["pretty_name"] = meta.pop("pretty_name", None) or (repo_id.split("/")[-1] if repo_id else "InsTag-tagged dataset")
+    own["tags"] = [*dict.fromkeys([*DEFAULT_TAGS, *meta.pop("tags", [])])]
+    InstagDatasetCard(repo_id=repo_id, extra_metadata=meta, **own).card_data  # the metadata is valid
     default_config = check_config_name(default_config)
     splits = _splits(dataset, "dataset")
     if repo_id is not None:
@@ -422,14 +463,10 @@ def write_publication(
 
     # --- the card ------------------------------------------------------------------------
     card = InstagDatasetCard(
-        pretty_name=pretty_name or (repo_id.split("/")[-1] if repo_id else "InsTag-tagged dataset"),
         repo_id=repo_id,
-        license=license,
-        language=list(language),
-        task_categories=list(task_categories),
-        tags=[*dict.fromkeys([*DEFAULT_TAGS, *tags])],
-        source_datasets=list(source_datasets),
         description=description,
+        extra_metadata=meta,
+        **own,
         rows=len(pool),
         columns=list(pool.column_names),
         configs=configs if data else [],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .card import NormalizationInfo
+from .card_data import NormalizationInfo
 
 
 def plot_normalization(info: NormalizationInfo, path: str | Path) -> Path:

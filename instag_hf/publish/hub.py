@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .bundle import DATA_DIR, PLOTS_DIR, Publication, write_publication
-from .card import check_repo_id, package_version
+from .card_data import check_repo_id, package_version
 from .space import check_variables, write_space
 
 logger = logging.getLogger(__name__)
@@ -124,20 +124,20 @@ def _commit(api, repo_id: str, repo_type: str, folder: Path, files: list[str], m
             *, private: bool | None, revision: str | None, create_pr: bool, commit_message: str,
             commit_description: str | None, create_kwargs: Mapping[str, Any] | None = None
             ) -> tuple[Any, Any, list[str]]:
-    """create_repo + one create_commit adding ``files`` and deleting stale files under ``managed`` prefixes."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    """create_repo + one ``upload_folder`` commit of ``files``, whose ``delete_patterns`` remove every other
+    file under the ``managed`` folders. Returns the repo URL, the commit info and the files it removes."""
+    from huggingface_hub.utils import filter_repo_objects
 
     repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **(create_kwargs or {}))
+    delete = [f"{prefix}*" for prefix in managed]
     stale: list[str] = []
-    if managed:
+    if delete:  # what the patterns will remove, for the user's summary
         existing = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
-        keep = set(files)
-        stale = sorted(f for f in existing if f not in keep and any(f.startswith(p) for p in managed))
-    operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
-    operations += [CommitOperationDelete(path_in_repo=f) for f in stale]
-    info = api.create_commit(repo_id, operations, commit_message=commit_message,
-                             commit_description=commit_description, repo_type=repo_type, revision=revision,
-                             create_pr=create_pr or None)
+        stale = sorted(set(filter_repo_objects(existing, allow_patterns=delete)) - set(files))
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, revision=revision,
+                             create_pr=create_pr or None, commit_message=commit_message,
+                             commit_description=commit_description, allow_patterns=list(files),
+                             delete_patterns=delete or None)
     return repo_url, info, stale
 
 

@@ -112,6 +112,37 @@ class FakeHfApi:
         return SimpleNamespace(oid=oid, commit_url=f"{self._hub.endpoint}/{prefix}{repo_id}/commit/{oid}",
                                pr_url=None, commit_message=commit_message)
 
+    def upload_folder(self, *, repo_id: str, folder_path: str | Path, token: Any = None,
+                      repo_type: str | None = None, revision: str | None = None, create_pr: bool | None = None,
+                      commit_message: str | None = None, commit_description: str | None = None,
+                      allow_patterns: list[str] | str | None = None, ignore_patterns: list[str] | str | None = None,
+                      delete_patterns: list[str] | str | None = None, **kwargs: Any) -> SimpleNamespace:
+        """The real method's file selection (huggingface_hub's own pattern filter), as one commit."""
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+        from huggingface_hub.utils import filter_repo_objects
+
+        folder = Path(folder_path)
+        local = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        added = list(filter_repo_objects(local, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+        deleted = []
+        if delete_patterns is not None:
+            existing = sorted(self._repo(repo_id, repo_type))
+            deleted = [f for f in filter_repo_objects(existing, allow_patterns=delete_patterns) if f not in added]
+        self._hub.calls.append(("upload_folder", {"repo_id": repo_id, "allow_patterns": allow_patterns,
+                                                  "delete_patterns": delete_patterns}))
+        _check_signature("upload_folder", dict(kwargs, repo_id=repo_id, folder_path=folder_path, token=token,
+                                               repo_type=repo_type, revision=revision, create_pr=create_pr,
+                                               commit_message=commit_message, commit_description=commit_description,
+                                               allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+                                               delete_patterns=delete_patterns))
+        if "upload_folder" in self._hub.fail:
+            raise self._hub.fail["upload_folder"]
+        operations = [CommitOperationDelete(path_in_repo=f) for f in deleted]
+        operations += [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in added]
+        return self.create_commit(repo_id, operations, commit_message=commit_message or "Upload folder",
+                                  commit_description=commit_description, token=token, repo_type=repo_type,
+                                  revision=revision, create_pr=create_pr)
+
     def add_space_variable(self, repo_id: str, key: str, value: str, *, description: str | None = None,
                            token: Any = None) -> dict:
         self._record("add_space_variable", token, repo_id=repo_id, key=key, value=value)
@@ -122,7 +153,9 @@ class FakeHfApi:
 
 def _check_signature(name: str, kwargs: dict) -> None:
     """Raise ``TypeError`` if the real ``HfApi.<name>`` would not accept these keyword arguments."""
-    from huggingface_hub.hf_api import HfApi  # the real class, also while huggingface_hub.HfApi is patched
+    from huggingface_hub.hf_api import (
+        HfApi,  # the real class, also while huggingface_hub.HfApi is patched
+    )
 
     inspect.signature(getattr(HfApi, name)).bind(None, **kwargs)
 
