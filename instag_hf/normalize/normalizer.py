@@ -184,7 +184,10 @@ class TagNormalizer:
                     result = StepResult.identity(before.vocab)
                 corpus = before.remap(result.target, result.vocab) if self.enabled[step.name] else before
                 seconds = time.perf_counter() - t0
-                position = np.where(position >= 0, result.target[np.maximum(position, 0)], -1)
+                if len(result.target):
+                    position = np.where(position >= 0, result.target[np.maximum(position, 0)], -1)
+                else:  # an earlier step left no tag
+                    position = np.full_like(position, -1)
                 after[step.name] = position.copy()
                 vocabs[step.name] = corpus.vocab
                 stages.append(self._stage_report(step, before, corpus, result, seconds))

@@ -171,6 +171,10 @@ def tagged_turns(dataset, tags_column: str | None = None, query_column: str | No
     return out, skipped
 
 
+#: held-out examples in the paper's tagger evaluation
+PAPER_TEST_SIZE = 1000
+
+
 def split_groups(keys: list[str], test_size: int | float, seed: int) -> np.ndarray:
     """A boolean test mask: whole groups of equal keys, shuffled by ``seed``, until ``test_size`` examples."""
     n = len(keys)
@@ -203,7 +207,7 @@ def split_groups(keys: list[str], test_size: int | float, seed: int) -> np.ndarr
 
 
 def distill_dataset(dataset, template: str | Template = "vicuna_v1.1", layout: str = "auto", *,
-                    tags_column: str | None = None, test_size: int | float = 1000, seed: int = 0,
+                    tags_column: str | None = None, test_size: int | float | None = None, seed: int = 0,
                     query_column: str | None = None, format: str | None = None,
                     return_report: bool = False):
     """Training conversations for a local tagger from a teacher-tagged ``Dataset``.
@@ -220,7 +224,8 @@ def distill_dataset(dataset, template: str | Template = "vicuna_v1.1", layout: s
         Default: per-turn teacher tags. A column of tag strings (normalized tags) gives
         answers with empty explanations.
     test_size:
-        Held-out examples: a count (the paper: 1000) or a fraction in [0, 1).
+        Held-out examples: a count or a fraction in [0, 1). Default: the paper's 1000,
+        but at most a tenth of the examples, so a small teacher set still trains.
     seed:
         Seeds the split.
 
@@ -236,6 +241,8 @@ def distill_dataset(dataset, template: str | Template = "vicuna_v1.1", layout: s
     turns, skipped = tagged_turns(dataset, tags_column, query_column, format)
     if not turns:
         raise ValueError(f"no tagged user turn to learn from (skipped: {skipped})")
+    if test_size is None:
+        test_size = min(PAPER_TEST_SIZE, len(turns) // 10)
     mask = split_groups([q for _, _, q, _ in turns], test_size, seed)
     records = []
     for row, turn, query, items in turns:
