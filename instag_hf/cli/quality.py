@@ -38,6 +38,12 @@ def _test_size(text: str) -> int | float:
 def cmd_eval(args) -> int:
     from ..quality.f1 import evaluate_tags
 
+    if args.reference:
+        return _eval_reference(args)
+    if args.predicted is None:
+        return _fail("name a tagged dataset (instag eval PRED [GOLD]), or tag the reference set with --reference")
+    if args.backend != "auto" or args.model or args.template:
+        return _fail("--backend, --model and --template choose the tagger for --reference; PRED is already tagged")
     predicted = load_input(args.predicted, args.split)
     gold = load_input(args.gold, args.split) if args.gold else None
     try:
@@ -45,7 +51,7 @@ def cmd_eval(args) -> int:
             predicted, gold, predicted_column=args.predicted_column, gold_column=args.gold_column, on=args.on,
             predicted_status=None if args.no_status else "auto", gold_status=None if args.no_status else "auto",
             threshold=None if args.exact_only else args.threshold, embedder=args.embedder,
-            matching=args.matching, failed=args.failed)
+            matching=args.matching, failed=args.failed or "skip")
     except ValueError as exc:
         return _fail(str(exc))
     print(report.to_markdown(top=args.top))
@@ -53,6 +59,54 @@ def cmd_eval(args) -> int:
         report.to_json(args.output)
         print(f"\nWrote {Path(args.output).resolve()}")
     return 0
+
+
+def _eval_reference(args) -> int:
+    """``instag eval --reference``: tag the bundled reference set and score the tags against it."""
+    from ..quality.reference import score_tagger
+    from .main import _tagger
+
+    if args.predicted or args.gold:
+        return _fail("--reference tags the bundled reference set itself: drop PRED/GOLD, or drop --reference")
+    used = [f"--{k.replace('_', '-')}" for k in ("predicted_column", "gold_column", "on", "no_status")
+            if getattr(args, k)]
+    if used:
+        return _fail(f"{', '.join(used)}: for scoring PRED/GOLD, not with --reference")
+    tagger = _tagger(args)
+    try:
+        result = score_tagger(tagger, threshold=None if args.exact_only else args.threshold,
+                              embedder=args.embedder, matching=args.matching, failed=args.failed or "empty")
+    except ValueError as exc:
+        return _fail(str(exc))
+    report = result.pop("report")
+    print(report.to_markdown(top=args.top))
+    print("\n" + _reference_summary(result))
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_json(str(out / "report.json"))
+        summary = {"tagger": tagger.describe(), **{k: v for k, v in result.items() if k != "predictions"}}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result["predictions"])
+        print(f"\nWrote {out.resolve()}/ (report.json, summary.json, predictions.jsonl)")
+    print(f"\n{tagger.summary()}")
+    return 0
+
+
+def _reference_summary(r: dict) -> str:
+    statuses = ", ".join(f"{k}={v}" for k, v in sorted(r["statuses"].items()))
+    lines = [f"Reference set: {r['rows']} rows, {r['queries']} queries in {r['seconds']:.1f} s "
+             f"({r['queries_per_s']:.2f} queries/s); statuses: {statuses}"]
+    for mode in ("fuzzy", "exact"):
+        if r[mode] is not None:
+            m = r[mode]
+            lines.append(f"{mode} micro F1 {100 * m['f1']:.1f}% (P {100 * m['precision']:.1f}%, "
+                         f"R {100 * m['recall']:.1f}%)")
+    top = (f"{r['top_tag']!r} on {100 * r['top_tag_share']:.1f}% of rows "
+           f"(reference tags: {100 * r['top_tag_reference_share']:.1f}%)" if r["top_tag"] else "none")
+    lines.append(f"tags per query {r['tags_per_query']:.2f}; most frequent predicted tag: {top}")
+    return "\n".join(lines)
 
 
 def cmd_judge(args) -> int:
@@ -145,9 +199,13 @@ def cmd_train_local(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("eval", help="precision, recall and F1 of tags against reference tags (exact and fuzzy)")
-    p.add_argument("predicted", help="tagged dataset (file, save_to_disk folder, hub id)")
+    p = sub.add_parser("eval", help="precision, recall and F1 of tags against reference tags (exact and fuzzy)",
+                       description="Score a tagged dataset (PRED [GOLD]), or tag the bundled reference set with a "
+                                   "tagger and score that (--reference).")
+    p.add_argument("predicted", nargs="?", help="tagged dataset (file, save_to_disk folder, hub id)")
     p.add_argument("gold", nargs="?", help="reference dataset; omit to compare two columns of PREDICTED")
+    p.add_argument("--reference", action="store_true",
+                   help="tag the bundled reference set with the tagger options below and score it")
     p.add_argument("--split", default="train")
     p.add_argument("--predicted-column", help="default: instag_norm_tags if present, else instag_tags")
     p.add_argument("--gold-column", help="default: the predicted column's name (required with one dataset)")
@@ -156,11 +214,14 @@ def add_commands(sub) -> None:
     p.add_argument("--exact-only", action="store_true", help="skip fuzzy matching (no embedding model needed)")
     p.add_argument("--matching", choices=("hungarian", "greedy"), default="hungarian")
     p.add_argument("--embedder", help="sentence-transformers model for fuzzy matching (default: all-MiniLM-L6-v2)")
-    p.add_argument("--failed", choices=("skip", "empty"), default="skip",
-                   help="rows whose prediction failed: leave out (default) or score as no tags")
+    p.add_argument("--failed", choices=("skip", "empty"),
+                   help="rows whose prediction failed: leave out (default) or score as no tags "
+                        "(the default with --reference)")
     p.add_argument("--no-status", action="store_true", help="ignore instag_status columns (trust every row)")
     p.add_argument("--top", type=int, default=20, help="tags in the per-tag table (default: 20)")
-    p.add_argument("--output", help="write the full report (all tags) as JSON here")
+    p.add_argument("--output", help="write the full report (all tags) as JSON to this file; with --reference, a "
+                                    "folder for report.json, summary.json and predictions.jsonl")
+    _add_tagger_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("judge", help="LLM-judged precision and consistency of tags on a seeded sample")

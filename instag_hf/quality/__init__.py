@@ -5,6 +5,7 @@
 - :class:`LLMJudge`: LLM-judged precision and consistency on a seeded sample.
 - :func:`distill_dataset`: teacher tags as SFT conversations (Vicuna v1.1, ChatML).
 - :class:`LocalTagModel`: a fast closed-vocabulary tagger, served by the ``local`` backend.
+- :func:`score_tagger`: a tagger's F1, tags per query and speed on the bundled reference set.
 
 Heavy libraries (sentence-transformers, scipy) load only when used.
 """
@@ -19,6 +20,7 @@ from .judge_prompts import JUDGE_TEMPLATES, JudgeTemplate, get_judge_template
 from .judge_stats import JudgeCase, JudgeResult, JudgeSummary, wilson_interval
 from .local_model import LocalTagModel
 from .matching import fuzzy_pairs, normalize_tag
+from .reference import score_tagger
 from .verdicts import parse_verdict
 
 __all__ = [
@@ -26,5 +28,5 @@ __all__ = [
     "LLMJudge", "JudgeResult", "JudgeCase", "JudgeSummary", "JudgeTemplate", "JUDGE_TEMPLATES",
     "get_judge_template", "parse_verdict", "wilson_interval", "make_judge_backend",
     "distill_dataset", "save_distill", "finetune_command", "DistillReport",
-    "LocalTagModel", "make_tagged_queries", "TaggedQueries",
+    "LocalTagModel", "make_tagged_queries", "TaggedQueries", "score_tagger",
 ]
