@@ -12,6 +12,8 @@ from pathlib import Path
 SAMPLE_PREFIX = "sample:"
 #: modules that contribute subcommands (normalize, analyze, sample, ...)
 API_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
+#: options of the tag subcommand for the openai-batch and hf backends
+TAG_API_OPTIONS = ("submit_only", "poll_interval", "provider")
 VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "engine_kwargs")
 COMMAND_MODULES = ("instag_hf.cli.normalize", "instag_hf.cli.analysis", "instag_hf.cli.publish", "instag_hf.cli.quality")
 
@@ -40,7 +42,8 @@ def load_input(source: str, split: str = "train"):
 def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tagger")
     g.add_argument("--backend", default="auto",
-                   help="auto, openai, transformers, or package.module:Class (default: auto)")
+                   help="auto, openai, openai-batch (the Batch API), hf (Hugging Face Inference Providers), "
+                        "transformers, vllm, or package.module:Class (default: auto)")
     g.add_argument("--model", help="model for the backend (transformers: hub id, folder or 'embedded')")
     g.add_argument("--template", help="prompt template: teacher, vicuna_v1.1, chatml, fewshot (default: the backend's)")
     g.add_argument("--batch-size", type=int, default=16, help="prompts per backend call (default: 16)")
@@ -91,6 +94,7 @@ def _tagger(args):
         cache_dir=args.cache_dir, use_cache=not args.no_cache, query_column=args.query_column,
         format=args.format,
         **{k: getattr(args, k) for k in API_OPTIONS if getattr(args, k) is not None}, **engine,
+        **{k: getattr(args, k) for k in TAG_API_OPTIONS if getattr(args, k, None) not in (None, False)},
     )
 
 
@@ -129,13 +133,23 @@ def _write_summary(out: Path, tagger, parts: dict) -> None:
 def cmd_tag(args) -> int:
     if args.gpus and args.ray_actors:
         raise SystemExit("instag: use either --gpus (one machine) or --ray-actors (a Ray cluster)")
+    if (args.submit_only or args.poll_interval is not None) and args.backend != "openai-batch":
+        raise SystemExit("instag: --submit-only and --poll-interval are for --backend openai-batch")
     tagger = _tagger(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_input(args.input, args.split)
     name = Path(args.input.replace(SAMPLE_PREFIX, "sample_")).stem or "tagged"
-    parts = {name: _tag_and_save(tagger, ds, out, name, args.limit, args.map_batch_size,
-                                 args.ray_actors, args.ray_gpus_per_actor, args.gpus)}
+    try:
+        parts = {name: _tag_and_save(tagger, ds, out, name, args.limit, args.map_batch_size,
+                                     args.ray_actors, args.ray_gpus_per_actor, args.gpus)}
+    except Exception as exc:
+        from ..tagging.backends.openai_batch import BatchPending
+
+        if not isinstance(exc, BatchPending):
+            raise
+        print(f"instag: submitted; {exc}", file=sys.stderr)
+        return 0
     _write_summary(out, tagger, parts)
     return 0
 
@@ -189,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-gpus-per-actor", type=float, default=0)
     p.add_argument("--gpus", type=int, default=0,
                    help="data parallel on this machine: one engine per GPU in N spawned map workers (vllm backend)")
+    p.add_argument("--submit-only", action="store_true",
+                   help="openai-batch backend: return once every request is submitted (or running); run the same "
+                        "command again to collect the results")
+    p.add_argument("--poll-interval", type=float,
+                   help="openai-batch backend: seconds between looks at running batches (default: 60)")
+    p.add_argument("--provider", help="hf backend: inference provider (default: auto)")
     _add_tagger_options(p)
     p.set_defaults(func=cmd_tag)
 

@@ -42,7 +42,11 @@ def answer_requests(keys: Iterable[str], render: Callable[[str], Prompt], backen
 
         bar = tqdm(total=len(missing), desc=progress, leave=False)
     try:
-        for group in backend.stream([render(k) for k in missing], params, batch_size):
+        prompts = [render(k) for k in missing]
+        keyed = getattr(backend, "stream_keyed", None)  # a backend that names requests by key (the Batch API)
+        groups = (keyed(missing, prompts, params, batch_size) if keyed is not None
+                  else backend.stream(prompts, params, batch_size))
+        for group in groups:
             fresh = {}
             for i, completion in group:
                 key = missing[i]

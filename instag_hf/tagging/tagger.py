@@ -129,6 +129,7 @@ class Tagger:
         self._template: Template | None = None
         self._formats: dict[tuple, QueryFormat] = {}
         self._budget: int | None = None
+        self._settled: dict[str, dict] = {}  # answers fetched for a whole dataset before its map
         cfg = self._config
         self.cache = RequestCache(cfg["cache_dir"]) if cfg["use_cache"] else None
         self.stats = TagStats()
@@ -159,7 +160,11 @@ class Tagger:
             known = {"backend", "model", "template", "batch_size", "max_query_tokens", "max_new_tokens",
                      "temperature", "cache_dir", "use_cache", "query_column", "format", "revision", "progress"}
             options = {k: v for k, v in cfg.items() if k not in known}
-            self._backend = make_backend(cfg["backend"], model=cfg["model"], revision=cfg["revision"], **options)
+            defaults = {"progress": cfg["progress"]}  # for a backend that waits (the Batch API) ...
+            if self.cache is not None:  # ... and keeps its journal beside the cache
+                defaults["cache_dir"] = str(self.cache.directory)
+            self._backend = make_backend(cfg["backend"], model=cfg["model"], revision=cfg["revision"],
+                                         defaults=defaults, **options)
             if self.cache is not None:
                 found = self.cache.get_many([self._learned_key()])
                 if found:
@@ -224,6 +229,22 @@ class Tagger:
     # --- tagging ---------------------------------------------------------------------
     def tag_queries(self, queries: Sequence[str]) -> list[TurnResult]:
         """Tag single queries (one turn each); the building block of :meth:`__call__`."""
+        results, jobs = self._plan(queries)
+        answers = self._answers({key: text for key, (text, _, _) in jobs.items()})
+        for key, (_, rows, cut) in jobs.items():
+            answer = answers[key]
+            if answer.get("error"):
+                result = TurnResult([], schema.BACKEND_ERROR, answer["error"])
+            else:
+                parsed = parse_tags(answer["text"])
+                status = schema.TRUNCATED if (cut and parsed.status == schema.OK) else parsed.status
+                result = TurnResult(parsed.tags, status, parsed.error)
+            for i in rows:
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _plan(self, queries: Sequence[str]) -> tuple[list, dict[str, tuple[str, list[int], bool]]]:
+        """Results of the turns that need no model, and per request key: (text sent, turns, was cut)."""
         results: list[TurnResult | None] = [None] * len(queries)
         jobs: dict[str, tuple[str, list[int], bool]] = {}
         namespace = None
@@ -245,18 +266,7 @@ class Tagger:
                 jobs[key][1].append(i)
             else:
                 jobs[key] = (text, [i], cut)
-        answers = self._answers({key: text for key, (text, _, _) in jobs.items()})
-        for key, (_, rows, cut) in jobs.items():
-            answer = answers[key]
-            if answer.get("error"):
-                result = TurnResult([], schema.BACKEND_ERROR, answer["error"])
-            else:
-                parsed = parse_tags(answer["text"])
-                status = schema.TRUNCATED if (cut and parsed.status == schema.OK) else parsed.status
-                result = TurnResult(parsed.tags, status, parsed.error)
-            for i in rows:
-                results[i] = result
-        return results  # type: ignore[return-value]
+        return results, jobs
 
     def query_budget(self) -> int:
         """Tokens a query may take: ``max_query_tokens``, lowered where the model's context
@@ -279,6 +289,10 @@ class Tagger:
 
     def _answers(self, requests: Mapping[str, str]) -> dict[str, dict]:
         """Answer records per key: from the cache, else from the backend (then cached)."""
+        settled = {k: self._settled[k] for k in requests if k in self._settled}
+        if settled:
+            rest = {k: v for k, v in requests.items() if k not in settled}
+            return {**settled, **(self._answers(rest) if rest else {})}
         template = self.template
 
         def count(key: str, c) -> None:
@@ -355,7 +369,20 @@ class Tagger:
         if isinstance(dataset, (Dataset, IterableDataset)) and dataset.features is not None:
             kept = {k: v for k, v in dataset.features.items() if k not in schema.TAG_FEATURES}
             map_kwargs.setdefault("features", schema.Features({**kept, **schema.TAG_FEATURES}))
+        if isinstance(dataset, Dataset) and getattr(self.backend, "whole_dataset", False):
+            try:  # the Batch API: submit every query at once, then map from the answers
+                self._settled = self._answers(self._dataset_requests(dataset))
+                return dataset.map(self, **map_kwargs)
+            finally:
+                self._settled = {}
         return dataset.map(self, **map_kwargs)
+
+    def _dataset_requests(self, dataset) -> dict[str, str]:
+        """``key -> text`` of every request tagging ``dataset`` makes."""
+        fmt = self._format(dataset.column_names)
+        queries = [turn for batch in dataset.iter(batch_size=1000) for turns in extract_batch(batch, fmt)
+                   for turn in turns]
+        return {key: text for key, (text, _, _) in self._plan(queries)[1].items()}
 
 
 def _combine(per_turn: list[TurnResult]) -> dict:

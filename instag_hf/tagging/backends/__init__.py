@@ -16,6 +16,8 @@ from .base import Backend, Completion, GenerationParams
 
 BACKENDS: dict[str, str] = {
     "openai": "instag_hf.tagging.backends.openai:OpenAIBackend",
+    "openai-batch": "instag_hf.tagging.backends.openai_batch:OpenAIBatchBackend",
+    "hf": "instag_hf.tagging.backends.hf:HFBackend",
     "transformers": "instag_hf.tagging.backends.transformers:TransformersBackend",
     "vllm": "instag_hf.tagging.backends.vllm:VLLMBackend",
     "local": "instag_hf.tagging.backends.local:LocalBackend",

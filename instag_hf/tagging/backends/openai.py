@@ -7,6 +7,12 @@ failures (timeouts, dropped connections, 408/409/429/5xx, a cut-off response bod
 are retried with exponential backoff and full jitter, waiting at least what a
 ``Retry-After`` header asks. The API key is read from the environment at request
 time; it is never stored on the object, pickled, logged, cached or published.
+
+The transport is aiohttp rather than the official ``openai`` SDK on purpose:
+``benchmarks/bench_api.py --clients aiohttp sdk sdk-aiohttp sdk-aiohttp-post`` measured
+the SDK (its httpx connection pool and per-call request building) far below this
+client at concurrency 64 (see benchmarks/RESULTS.md). The SDK runs the Batch API
+(:mod:`~instag_hf.tagging.backends.openai_batch`), where a run makes a handful of calls.
 """
 
 from __future__ import annotations
@@ -68,6 +74,14 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+class TransportError(Exception):
+    """An attempt that got no HTTP answer: ``kind`` is timeout, connection or malformed_response."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail = kind, detail
 
 
 class _LoopThread:
@@ -316,11 +330,22 @@ class OpenAIBackend(Backend):
         delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
         return max(delay, retry_after) if retry_after is not None else delay
 
-    async def _request(self, session, prompt: Prompt, params: GenerationParams) -> Completion:
+    async def _send(self, session, body: dict) -> tuple[int, bytes, float | None]:
+        """One attempt: ``(HTTP status, body, Retry-After seconds)``; raises :class:`TransportError`."""
         import aiohttp
 
-        url = f"{self.base_url}/chat/completions"
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        try:
+            async with session.post(f"{self.base_url}/chat/completions", json=body, headers=self._headers(),
+                                    timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                return resp.status, await resp.read(), parse_retry_after(resp.headers.get("Retry-After"))
+        except asyncio.TimeoutError:
+            raise TransportError("timeout", f"no answer within {self.timeout:g} s") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise TransportError("malformed_response", str(exc)) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError("connection", f"{type(exc).__name__}: {exc}") from None
+
+    async def _request(self, session, prompt: Prompt, params: GenerationParams) -> Completion:
         attempt = 0
         while True:
             fmt = self._current_format()
@@ -328,16 +353,9 @@ class OpenAIBackend(Backend):
             retry_after = None
             self._stats["requests_sent"] += 1
             try:
-                async with session.post(url, json=body, headers=self._headers(), timeout=timeout) as resp:
-                    status = resp.status
-                    raw = await resp.read()
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            except asyncio.TimeoutError:
-                kind, detail = "timeout", f"no answer within {self.timeout:g} s"
-            except aiohttp.ClientPayloadError as exc:
-                kind, detail = "malformed_response", str(exc)
-            except aiohttp.ClientError as exc:
-                kind, detail = "connection", f"{type(exc).__name__}: {exc}"
+                status, raw, retry_after = await self._send(session, body)
+            except TransportError as exc:
+                kind, detail = exc.kind, exc.detail
             else:
                 if status == 200:
                     completion = self._completion(raw)
