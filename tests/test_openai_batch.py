@@ -13,8 +13,13 @@ from datasets import Dataset
 
 import instag_hf
 from instag_hf import schema
+from instag_hf.publish import InstagDatasetCard
 from instag_hf.tagging.backends.openai import OpenAIBackend
-from instag_hf.tagging.backends.openai_batch import BatchJournal, BatchPending, OpenAIBatchBackend
+from instag_hf.tagging.backends.openai_batch import (
+    BatchJournal,
+    BatchPending,
+    OpenAIBatchBackend,
+)
 from instag_hf.tagging.cache import RequestCache
 from instag_hf.testing import keyword_tags
 from instag_hf.testing.batch_api import BatchConfig
@@ -119,6 +124,9 @@ def test_submit_only_returns_and_the_same_call_collects(cache_dir):
         assert set(out[schema.STATUS]) == {"ok"}
         assert server.batches.created == 1 and max(server.batches.submitted.values()) == 1
         assert t.backend.stats()["batches_resumed"] == 1 and t.backend.stats()["batches_created"] == 0
+        assert "batch_api=True" in t.summary()
+        card = InstagDatasetCard(pretty_name="batch", tagger=t.describe()).render()
+        assert "| requests | `OpenAI Batch API" in card  # the card says how the answers were asked for
 
 
 def test_a_run_killed_after_uploading_but_before_saving_the_batch_id_adopts_the_batch(cache_dir):

@@ -214,7 +214,10 @@ class Tagger:
 
     def describe(self) -> dict:
         """Settings to publish with the tags (cards, reports). Holds no secret."""
-        return {**self.namespace(), "max_query_tokens": self._config["max_query_tokens"]}
+        info = {**self.namespace(), "max_query_tokens": self._config["max_query_tokens"]}
+        if getattr(self.backend, "whole_dataset", False):  # same answers as "openai", a different way of asking
+            info["requests"] = "OpenAI Batch API (submitted as batches, collected within 24 h)"
+        return info
 
     def summary(self) -> str:
         """End-of-run summary: rows and statuses, cache hits, and the backend's own counters."""
