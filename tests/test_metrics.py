@@ -171,3 +171,25 @@ def test_metrics_of_a_keyword_tagged_sample(tmp_path):
     m = dataset_metrics(tagged)
     assert m.diversity == len(set().union(*rows))
     assert m.complexity == pytest.approx(sum(map(len, rows)) / len(rows))
+
+
+def test_subsets_are_compared_with_their_pool_never_added_to_it(tmp_path):
+    """A selected subset drawn from a pool: the combined figures are the pool's ("math problem": 28, not 28 + 12)."""
+    from instag_hf.reporting.plots import analysis_plots
+
+    rows = [["math problem", "algebra"]] * 28 + [["poetry"]] * 30 + [["python"]] * 10
+    pool = Dataset.from_dict({schema.NORM_TAGS: rows})
+    subset = pool.select(range(0, 68, 2))
+    analysis = analyze({"default": pool, "selected": subset}, pool=pool)
+    counts = dict(analysis.combined.top_tags)
+    assert counts["math problem"] == 28 and counts["poetry"] == 30 and analysis.combined.name == "pool"
+    assert not analysis.show_combined  # the pool is already the "default" panel
+    assert dict(analysis.datasets[1].top_tags)["math problem"] == 14
+    summed = analyze({"a": pool, "b": subset})  # no pool: two datasets really are summed ("all")
+    assert dict(summed.combined.top_tags)["math problem"] == 42 and summed.show_combined
+    split = analyze(pool, source_column=None, pool=pool)
+    assert not split.show_combined
+    written = analysis_plots(analysis, tmp_path)
+    assert written["top_tags"].is_file()
+    report = instag_hf.render_markdown(analysis)
+    assert "| all |" not in report and "| pool |" not in report

@@ -324,7 +324,10 @@ class Analysis:
     """Metrics of several datasets side by side, as :func:`analyze` returns them.
 
     ``datasets``: one :class:`DatasetMetrics` per dataset (coverage against the pool);
-    ``combined``: the same for all of them together; ``recall[i, j]``: recall of
+    ``combined``: the same for all of them together (``"all"``), or for the pool when one
+    was given (``"pool"``: subsets are never added to the data they were drawn from);
+    ``show_combined``: whether tables and plots give ``combined`` a panel of its own
+    (not when it would repeat a dataset already shown); ``recall[i, j]``: recall of
     dataset ``i`` by dataset ``j``; ``cooccurrence``: rows carrying both of two of the
     combined data's top tags (``cooccurrence_tags``).
     """
@@ -336,6 +339,7 @@ class Analysis:
     cooccurrence: np.ndarray
     tags_column: str | None = None
     source_column: str | None = None
+    show_combined: bool = True
 
     @property
     def names(self) -> list[str]:
@@ -394,7 +398,8 @@ def analyze(data, *, names: Sequence[str] | None = None, source_column: str | No
         See :meth:`TagSets.from_dataset` (default: normalized tags when present).
     pool:
         The reference for coverage (a dataset or a set of tags); default: all the
-        analyzed data together.
+        analyzed data together. A pool dataset is also what ``combined`` measures, so
+        subsets drawn from it are compared with it, never summed with it.
     top, pairs, cooccurrence_top:
         Top tags and top pairs kept per dataset; tags in the co-occurrence matrix.
     """
@@ -409,10 +414,15 @@ def analyze(data, *, names: Sequence[str] | None = None, source_column: str | No
             for code in sorted(range(len(labels)), key=lambda c: str(labels[c])):
                 label = str(labels[code])
                 named.append((label if len(parts) == 1 else f"{n}/{label}", ts.take(np.flatnonzero(codes == code))))
-    combined_ts = whole[0] if len(whole) == 1 else TagSets.concat(whole)
+    combined_name, show_combined = "all", len(named) > 1
+    if pool is not None and not isinstance(pool, (set, frozenset)):
+        combined_ts, combined_name = to_tagsets(pool, tags_column, status_column), "pool"
+        show_combined = len(named) > 1 and not (source_column is None and any(d is pool for _, d in parts))
+    else:
+        combined_ts = whole[0] if len(whole) == 1 else TagSets.concat(whole)
     reference = combined_ts.tag_set() if pool is None else _tag_set(pool, tags_column, status_column)
     metrics = [dataset_metrics(ts, n, pool=reference, top=top, pairs=pairs) for n, ts in named]
-    combined = dataset_metrics(combined_ts, "all", pool=reference, top=top, pairs=pairs)
+    combined = dataset_metrics(combined_ts, combined_name, pool=reference, top=top, pairs=pairs)
     co_tags = [t for t, _ in combined.top_tags[:cooccurrence_top]]
     column = None
     if parts and hasattr(parts[0][1], "column_names"):
@@ -425,4 +435,5 @@ def analyze(data, *, names: Sequence[str] | None = None, source_column: str | No
         cooccurrence=cooccurrence_matrix(combined_ts, co_tags),
         tags_column=column,
         source_column=source_column,
+        show_combined=show_combined,
     )

@@ -168,7 +168,7 @@ def analysis_plots(analysis: Analysis, output_dir: str | Path) -> dict[str, Path
     """
     out = Path(output_dir)
     several = len(analysis.datasets) > 1
-    parts = ([analysis.combined] if several else []) + analysis.datasets
+    parts = ([analysis.combined] if several and analysis.show_combined else []) + analysis.datasets
     written = {
         "diversity_complexity": plot_diversity_complexity(analysis.datasets, out / PLOT_FILES["diversity_complexity"]),
     }

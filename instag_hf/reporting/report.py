@@ -153,7 +153,7 @@ def analysis_document(analysis: Analysis, images: dict[str, Path] | None = None,
     images = images or {}
     doc = Document(title)
     several = len(analysis.datasets) > 1
-    parts = ([analysis.combined] if several else []) + analysis.datasets
+    parts = ([analysis.combined] if several and analysis.show_combined else []) + analysis.datasets
     column = f"`{analysis.tags_column}`" if analysis.tags_column else "the tags"
     doc.text(f"{len(analysis.datasets)} dataset(s) measured on {column}"
              + (f", split by `{analysis.source_column}`" if analysis.source_column else "")
