@@ -5,15 +5,24 @@
    against the obvious loop over Python sets; both must pick the same rows.
 2. Metrics (diversity, complexity, top tags) over 1M rows of raw ``instag_tags`` items
    with statuses, against ``metrics.summarize`` over the rows as Python objects.
+3. MIG: the lazy greedy against the plain greedy (every gain re-computed at every pick)
+   at a size the plain one finishes, then the two scale targets, 6,000 of 306,044 rows
+   and 50,000 of 1,000,000 rows (6,398 tags), each in a fresh process so that its peak
+   memory is its own. The label graph joins tags of one synthetic "concept" (groups of
+   three, :class:`~instag_hf.testing.synthetic.SyntheticEmbedder`, cosine about 0.99),
+   built with ``LabelGraph.from_tags`` (FAISS range search, threshold 0.9).
 
     python benchmarks/bench_selection.py [--pool-rows 306044] [--metric-rows 1000000] [--n 6000]
+                                         [--only mig] [--mig-large-rows 1000000] [--mig-large-n 50000]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
+import resource
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,6 +37,9 @@ from instag_hf.analysis.metrics import dataset_metrics, summarize, summarize_dat
 from instag_hf.analysis.metrics import cooccurrence  # noqa: E402
 from instag_hf.selection.sampling import sample, select_indices  # noqa: E402
 from instag_hf.analysis.tagsets import TagSets  # noqa: E402
+from instag_hf.selection.label_graph import LabelGraph  # noqa: E402
+from instag_hf.selection.mig import MigParams, mig_greedy, mig_objective, mig_plain  # noqa: E402
+from instag_hf.testing.synthetic import SyntheticEmbedder  # noqa: E402
 
 
 def _timed(fn, repeat: int = 1):
@@ -170,6 +182,83 @@ def metrics(rows: int, tags: int, mean_tags: float, seed: int) -> None:
           f"tagged rows {fast.tagged_rows:,})")
 
 
+def _rss_mib() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def tag_graph(tags: int) -> tuple[LabelGraph, float]:
+    """The benchmark's label graph over ``Intent 0000``...: groups of three tags share a concept."""
+    names = _names(tags).to_pylist()
+    embedder = SyntheticEmbedder({name: i // 3 for i, name in enumerate(names)}, dim=32)
+    secs, graph = _timed(lambda: LabelGraph.from_tags(names, embedder=embedder, threshold=0.9))
+    return graph, secs
+
+
+def _mig_target(rows: int, tags: int, mean_tags: float, n: int, seed: int, queue) -> None:
+    """One scale target in a fresh process: time and peak memory of ``select_indices(..., "mig")``."""
+    disable_progress_bars()
+    ds = pool_dataset(rows, tags, mean_tags, seed)
+    ts = TagSets.from_dataset(ds)
+    graph, graph_s = tag_graph(tags)
+    before = _rss_mib()
+    secs, picks = _timed(lambda: select_indices(ts, n, "mig", label_graph=graph))
+    peak = _rss_mib()
+    full_s = None
+    if rows <= 400_000:
+        full_s, subset = _timed(lambda: sample(ds, n, "mig", label_graph=graph))
+        assert subset["instag_norm_tags"][:5] == ds.select(picks[:5])["instag_norm_tags"]
+    sub = ts.take(picks)
+    queue.put({"rows": rows, "n": n, "tags": int(np.count_nonzero(ts.tag_counts())), "graph_s": graph_s,
+               "edges": graph.n_edges, "seconds": secs, "full_seconds": full_s, "rss_before": before,
+               "rss_peak": peak, "selected": len(picks),
+               "coverage": np.count_nonzero(sub.tag_counts()) / np.count_nonzero(ts.tag_counts()),
+               "avg_tags": sub.ids.size / max(len(sub), 1)})
+
+
+def mig(tags: int, mean_tags: float, seed: int, small_rows: int, small_n: int,
+        targets: list[tuple[int, int, float]]) -> None:
+    print(f"\n### MIG: lazy greedy against the plain greedy ({small_n:,} of {small_rows:,} rows, {tags:,} tags)\n")
+    ds = pool_dataset(small_rows, tags, mean_tags, seed)
+    ts = TagSets.from_dataset(ds)
+    graph, graph_s = tag_graph(tags)
+    params = MigParams(graph)
+    rows, rank = np.flatnonzero(ts.lengths > 0), np.arange(len(ts))
+    plain_s, plain = _timed(lambda: mig_plain(ts, rows, rank, small_n, params))
+    lazy_s, lazy = _timed(lambda: mig_greedy(ts, rows, rank, small_n, None, params), repeat=3)
+    same = lazy == plain
+    print(f"Label graph: `LabelGraph.from_tags` over {len(graph):,} tags, {graph.n_edges:,} edges, "
+          f"{graph_s:.2f} s. Lazy: best of 3; plain: one run.\n")
+    print("| path | seconds | speedup vs plain |\n|---|---:|---:|")
+    print(f"| plain greedy: every gain re-computed at every pick (numpy) | {plain_s:.2f} | 1.00 |")
+    print(f"| lazy greedy (`select_indices(..., \"mig\")`'s path) | {lazy_s:.2f} | {plain_s / lazy_s:.1f} |")
+    if same:
+        print(f"\nidentical picks: yes ({len(lazy):,})")
+    else:
+        first = next(i for i, (a, b) in enumerate(zip(lazy, plain)) if a != b)
+        a, b = mig_objective(ts, lazy, params), mig_objective(ts, plain, params)
+        print(f"\nidentical picks: no (first difference at pick {first}); objective {a:.12g} vs {b:.12g}")
+
+    print(f"\n### MIG at scale ({tags:,} tags, {mean_tags} tags per row before de-duplication)\n")
+    print("Each target in a fresh process: the selection from prebuilt TagSets and a prebuilt label graph; "
+          "memory is the process's peak resident set (ru_maxrss) before and after the selection "
+          "(the pool, its TagSets and the graph are in the first figure).\n")
+    print("| target | seconds | limit | `sample(ds, n)` seconds | peak memory before / after (MiB) "
+          "| graph build s | coverage | avg tags |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    ctx = multiprocessing.get_context("spawn")
+    for rows_, n_, limit in targets:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_mig_target, args=(rows_, tags, mean_tags, n_, seed, queue))
+        proc.start()
+        r = queue.get()
+        proc.join()
+        full = f"{r['full_seconds']:.2f}" if r["full_seconds"] is not None else "-"
+        status = "ok" if r["seconds"] <= limit else "OVER"
+        print(f"| {r['n']:,} of {r['rows']:,} rows | {r['seconds']:.2f} | {limit:.0f} s ({status}) | {full} | "
+              f"{r['rss_before']:,.0f} / {r['rss_peak']:,.0f} | {r['graph_s']:.2f} | {100 * r['coverage']:.1f}% | "
+              f"{r['avg_tags']:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pool-rows", type=int, default=306_044)
@@ -178,12 +267,22 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=6_000)
     ap.add_argument("--metric-rows", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", choices=("cfd", "metrics", "mig"), help="run one part")
+    ap.add_argument("--mig-small-rows", type=int, default=50_000, help="pool of the lazy vs plain comparison")
+    ap.add_argument("--mig-small-n", type=int, default=1_000)
+    ap.add_argument("--mig-large-rows", type=int, default=1_000_000)
+    ap.add_argument("--mig-large-n", type=int, default=50_000)
     args = ap.parse_args()
     disable_progress_bars()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, pyarrow {pa.__version__}")
-    selection(args.pool_rows, args.tags, args.mean_tags, args.n, args.seed)
-    metrics(args.metric_rows, args.tags, args.mean_tags, args.seed)
+          f"numpy {np.__version__}, pyarrow {pa.__version__}, load average {os.getloadavg()[0]:.1f}")
+    if args.only in (None, "cfd"):
+        selection(args.pool_rows, args.tags, args.mean_tags, args.n, args.seed)
+    if args.only in (None, "metrics"):
+        metrics(args.metric_rows, args.tags, args.mean_tags, args.seed)
+    if args.only in (None, "mig"):
+        mig(args.tags, args.mean_tags, args.seed, args.mig_small_rows, args.mig_small_n,
+            [(args.pool_rows, args.n, 10.0), (args.mig_large_rows, args.mig_large_n, 120.0)])
 
 
 if __name__ == "__main__":

@@ -26,8 +26,16 @@ from .normalize import TagMapping, TagNormalizer
 from .publish import InstagDatasetCard, push_to_hub, write_dataset_card
 from .quality import LLMJudge, LocalTagModel, distill_dataset, evaluate_tags, tag_f1
 from .reporting.report import render_html, render_markdown, write_report
-from .samples import load_sample
-from .selection import SelectionReport, sample, select_indices, selection_report
+from .samples import load_reference, load_sample
+from .selection import (
+    LabelGraph,
+    SelectionReport,
+    StrategyComparison,
+    compare_strategies,
+    sample,
+    select_indices,
+    selection_report,
+)
 from .tagging.parsing import ParseResult, parse_tags
 from .tagging.prompts import TEMPLATES, Prompt, Template, get_template
 from .tagging.queries import QueryFormatError, detect_format
@@ -58,7 +66,7 @@ tag = Tagger()
 
 __all__ = [
     "Tagger", "TagStats", "TurnResult", "tag", "parse_tags", "ParseResult", "Template", "Prompt",
-    "TEMPLATES", "get_template", "detect_format", "QueryFormatError", "load_sample", "schema",
+    "TEMPLATES", "get_template", "detect_format", "QueryFormatError", "load_sample", "load_reference", "schema",
 ]
 __all__ += [
     "TagSets", "analyze", "Analysis", "DatasetMetrics", "dataset_metrics", "diversity", "complexity", "coverage",
@@ -66,6 +74,7 @@ __all__ += [
     "select_indices", "selection_report",
     "SelectionReport",
 ]
+__all__ += ["LabelGraph", "compare_strategies", "StrategyComparison"]
 __all__ += ["TagNormalizer", "TagMapping"]
 __all__ += ["push_to_hub", "InstagDatasetCard", "write_dataset_card"]
 __all__ += ["evaluate_tags", "tag_f1", "LLMJudge", "distill_dataset", "LocalTagModel"]

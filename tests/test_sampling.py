@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from instag_hf import schema
 from instag_hf.cli.main import main
-from instag_hf.selection import sample, select_indices, selection_report
+from instag_hf.selection import LabelGraph, sample, select_indices, selection_report
 from instag_hf.selection.params import STRATEGIES
 from instag_hf.selection.sampling import _row_lists
 from instag_hf.selection.strategies import _cfd_loop, _cfd_order, _Limits
@@ -181,6 +181,14 @@ def _names(rows):
     return [[f"t{t}" for t in r] for r in rows]
 
 
+#: mig needs a label graph holding every tag (t0..t9); without one it would load the default embedder
+_MIG_GRAPH = LabelGraph([f"t{i}" for i in range(10)], np.eye(10))
+
+
+def _graph(strategy):
+    return {"label_graph": _MIG_GRAPH} if strategy == "mig" else {}
+
+
 def _replay_cfd(rows, usable, picks):
     """Walk Algorithm 1 alongside ``picks``; returns the passes."""
     sets = [set(r) if u else set() for r, u in zip(rows, usable)]
@@ -230,12 +238,12 @@ def test_every_strategy_returns_distinct_rows_and_exactly_n(rows, data):
     n = data.draw(st.integers(0, len(rows) + 3))
     seed = data.draw(st.integers(0, 5))
     ts = TagSets.from_lists(_names(rows))
-    picks = select_indices(ts, n, strategy, ties=ties, seed=seed).tolist()
+    picks = select_indices(ts, n, strategy, ties=ties, seed=seed, **_graph(strategy)).tolist()
     assert len(picks) == len(set(picks)) == min(n, len(rows))
     assert all(0 <= p < len(rows) for p in picks)
     lengths = ts.lengths[picks]
     assert not np.any((lengths[1:] > 0) & (lengths[:-1] == 0)), "untagged rows come last"
-    assert select_indices(ts, len(rows), strategy, ties=ties, seed=seed).tolist()[:n] == picks
+    assert select_indices(ts, len(rows), strategy, ties=ties, seed=seed, **_graph(strategy)).tolist()[:n] == picks
     if strategy in ("cfd", "complexity") and ties == "index":
         assert picks == select_indices(ts, n, strategy, ties=ties, seed=seed + 1).tolist()
 
@@ -288,7 +296,8 @@ def test_limits_are_respected(rows, data):
     cap = data.draw(st.integers(1, 3))
     groups = data.draw(st.lists(st.sampled_from("xy"), min_size=len(rows), max_size=len(rows)))
     n = data.draw(st.integers(0, len(rows)))
-    picks = select_indices(_names(rows), n, strategy, max_per_tag=cap, quota_column=groups).tolist()
+    picks = select_indices(_names(rows), n, strategy, max_per_tag=cap, quota_column=groups,
+                           **_graph(strategy)).tolist()
     assert len(picks) == len(set(picks)) <= n
     counts = {}
     for p in picks:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .. import schema
-from ..selection.params import QUOTA_MODES, STRATEGIES, TIES, UNTAGGED
+from ..selection.params import COMPARED, QUOTA_MODES, STRATEGIES, TIES, UNTAGGED
 from .main import SAMPLE_PREFIX, load_input
 
 
@@ -63,16 +63,36 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def _mig_options(args, strategies) -> dict:
+    """``sample``'s MIG keywords from the command line (only those given; only when mig runs)."""
+    from ..selection.label_graph import LabelGraph
+
+    given = {"--label-graph": args.label_graph, "--score-column": args.score_column,
+             "--prop-weight": args.prop_weight}
+    if "mig" not in strategies:
+        used = [flag for flag, value in given.items() if value is not None]
+        if used:
+            raise ValueError(f"{', '.join(used)} apply only to --strategy mig (or a --compare that includes mig)")
+        return {}
+    options = {"score_column": args.score_column, "prop_weight": args.prop_weight}
+    if args.label_graph is not None:
+        options["label_graph"] = LabelGraph.load(args.label_graph)
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def cmd_sample(args) -> int:
     from ..reporting.report import render_markdown
     from ..selection.sampling import sample
 
+    if args.compare is not None:
+        return _compare(args)
     ds = load_input(args.input, args.split)
     try:
         subset, report = sample(ds, args.n, args.strategy, seed=args.seed, ties=args.ties, untagged=args.untagged,
                                 quota_column=args.quota_column, quotas=parse_quotas(args.quotas),
                                 max_per_tag=args.max_per_tag, tags_column=args.tags_column,
-                                status_column=args.status_column, return_report=True)
+                                status_column=args.status_column, return_report=True,
+                                **_mig_options(args, [args.strategy]))
     except ValueError as exc:
         print(f"instag: {exc}", file=sys.stderr)
         return 2
@@ -87,6 +107,28 @@ def cmd_sample(args) -> int:
           f"tags ({100 * report.coverage:.1f}% of the pool's), {report.subset_complexity:.2f} tags per sample "
           f"(pool {report.pool_complexity:.2f})")
     print(f"Wrote {out.resolve()}/ (subset/, subset.jsonl, selection.md, selection.json)")
+    return 0
+
+
+def _compare(args) -> int:
+    from ..reporting.compare_plots import comparison_markdown, write_comparison
+    from ..selection.compare import compare_strategies
+
+    ds = load_input(args.input, args.split)
+    try:
+        strategies = [s.strip() for s in args.compare.split(",") if s.strip()]
+        comparison = compare_strategies(
+            ds, args.n, strategies, seed=args.seed, ties=args.ties, untagged=args.untagged,
+            quota_column=args.quota_column, quotas=parse_quotas(args.quotas), max_per_tag=args.max_per_tag,
+            tags_column=args.tags_column, status_column=args.status_column, source_column=args.source_column,
+            **_mig_options(args, strategies))
+    except ValueError as exc:
+        print(f"instag: {exc}", file=sys.stderr)
+        return 2
+    comparison.params["input"] = args.input
+    files = write_comparison(comparison, args.output)
+    print(comparison_markdown(comparison))
+    print(f"Wrote {Path(args.output).resolve()}/ ({', '.join(sorted(p.name for p in files.values()))})")
     return 0
 
 
@@ -113,11 +155,14 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=cmd_analyze)
 
     p = subparsers.add_parser(
-        "sample", help="select a subset by tags (Cf-D sampling, random, complexity, diversity)",
-        description="Select N rows and write subset/ (save_to_disk), subset.jsonl, selection.md and selection.json.")
+        "sample", help="select a subset by tags (Cf-D sampling, MIG, random, complexity, diversity)",
+        description="Select N rows and write subset/ (save_to_disk), subset.jsonl, selection.md and selection.json; "
+                    "with --compare, run several strategies at the same N and write comparison.json, "
+                    "comparison.md and the plots instead.")
     p.add_argument("input", help="a tagged dataset: save_to_disk folder, data file, or hub id")
     p.add_argument("-n", "--n", type=int, required=True, help="rows to select")
-    p.add_argument("--strategy", choices=STRATEGIES, default="cfd", help="default: cfd (Algorithm 1)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="cfd",
+                   help="default: cfd (Algorithm 1); mig: information gain over a label graph")
     p.add_argument("--seed", type=int, default=0, help="seed of random and of --ties shuffle (default: 0)")
     p.add_argument("--ties", choices=TIES, default="index", help="order among equal tag counts (default: index)")
     p.add_argument("--untagged", choices=UNTAGGED, default="last",
@@ -125,6 +170,17 @@ def add_commands(subparsers) -> None:
     p.add_argument("--quota-column", help="column whose values get quotas (e.g. source)")
     p.add_argument("--quotas", help="proportional (default with --quota-column), equal, or value=rows,value=rows")
     p.add_argument("--max-per-tag", type=int, help="at most this many selected rows per tag")
+    g = p.add_argument_group("mig")
+    g.add_argument("--label-graph", metavar="PATH",
+                   help="a LabelGraph file (LabelGraph.save); default: built from the data's tags with the "
+                        "normalization step's embedder")
+    g.add_argument("--score-column", help="per-row quality scores (default: 1 for every row)")
+    g.add_argument("--prop-weight", type=float, help="weight of the graph's edges in propagation (default: 1.0)")
+    p.add_argument("--compare", nargs="?", const=",".join(COMPARED), metavar="STRATEGIES",
+                   help="compare strategies at the same N instead of writing a subset: comma-separated "
+                        f"(default: {','.join(COMPARED)})")
+    p.add_argument("--source-column", default="source",
+                   help="--compare: report each value's share of the rows (default: source, when present)")
     p.add_argument("--output", default="instag-sample", help="output folder (default: instag-sample)")
     _add_data_options(p)
     p.set_defaults(func=cmd_sample)

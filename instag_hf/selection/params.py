@@ -6,7 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
-STRATEGIES = ("cfd", "random", "complexity", "diversity")
+STRATEGIES = ("cfd", "random", "complexity", "diversity", "mig")
+#: what ``compare_strategies`` and ``instag sample --compare`` run by default
+COMPARED = ("random", "complexity", "diversity", "cfd", "mig")
 TIES = ("index", "shuffle")
 UNTAGGED = ("last", "never")
 QUOTA_MODES = ("proportional", "equal")
