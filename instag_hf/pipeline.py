@@ -49,6 +49,8 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
     from .normalize import TagNormalizer
     from .publish import write_publication
     from .reporting.report import render_markdown, write_report
+    from .reporting.compare_plots import write_comparison
+    from .selection.compare import compare_strategies
     from .selection.sampling import sample
 
     out = Path(output)
@@ -80,9 +82,12 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
     subset.save_to_disk(str(written["selected"]))
     subset.to_json(str(written["selected_jsonl"]), lines=True, force_ascii=False)
     written["selection"].write_text(render_markdown(selection))
+    comparison = compare_strategies(pool, min(select, len(pool)), seed=seed)
+    written["comparison"] = out / "comparison"
+    write_comparison(comparison, written["comparison"])
 
     write_publication(written["card"], pool, tagger=tagger, mapping=mapping, overwrite=True,
-                      subsets={f"selected_{strategy}_{len(subset)}": (subset, selection)},
+                      subsets={f"selected_{strategy}_{len(subset)}": (subset, selection)}, comparison=comparison,
                       pretty_name="instag_hf demo: the bundled sample, tagged")
     summary = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.backend.stats(),
                "rows": len(pool), "selected": len(subset), "analysis": analysis.as_dict()}

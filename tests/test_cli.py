@@ -84,6 +84,9 @@ def test_demo_runs_the_whole_pipeline_into_one_folder(tmp_path, capsys):
     assert summary["stats"]["rows"] == rows
     printed = capsys.readouterr().out
     assert str((out / "hub").resolve()) in printed and str((out / "report").resolve()) in printed
+    compared = json.loads((out / "comparison" / "comparison.json").read_text())  # the demo compares strategies
+    assert [r["strategy"] for r in compared["results"]] == ["random", "complexity", "diversity", "cfd", "mig"]
+    assert "## Selection strategies compared" in (out / "hub" / "README.md").read_text()
 
 
 def test_bundled_sample_covers_the_promised_mix():
@@ -102,6 +105,6 @@ def test_demo_on_the_embedded_default(tmp_path):
     done = subprocess.run([sys.executable, "-m", "instag_hf", "demo", "--limit", "4", "--max-new-tokens", "48",
                            "--select", "5", "--output", str(out)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "transformers (HuggingFaceTB/SmolLM2-135M-Instruct) with template fewshot@1" in done.stderr
+    assert "transformers (HuggingFaceTB/SmolLM2-135M-Instruct) with template fewshot@2" in done.stderr
     summary = check_demo_folder(out, 8, 5)
     assert summary["tagger"]["backend"]["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"

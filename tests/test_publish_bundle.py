@@ -217,3 +217,18 @@ def test_card_metadata_comes_as_one_card_data_object(tmp_path, tagged):
     with pytest.raises(ValueError, match="license"):
         write_publication(tmp_path / "r", tagged, card_data={"license": "Not A License"})
     assert not (tmp_path / "q").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_strategy_comparison_gets_its_card_section_and_plots(tmp_path, tagged):
+    comparison = instag_hf.compare_strategies(tagged, 12, strategies=("random", "cfd", "diversity"))
+    pub = write_publication(tmp_path / "p", tagged, comparison=comparison, data=False)
+    text = (pub.folder / "README.md").read_text()
+    section = text[text.index("## Selection strategies compared"):text.index("## Limitations")]
+    assert "picked 12 rows" in section
+    for r in comparison.results:  # one table row per strategy, with its own coverage
+        assert f"| {r.strategy} | {r.selected} | {100 * r.coverage:.1f}% |" in section
+    links = _image_links(section)
+    assert sorted(links) == ["plots/strategy_complexity_diversity.png", "plots/strategy_coverage.png"]
+    assert all((pub.folder / link).read_bytes().startswith(PNG) for link in links)
+    with pytest.raises(ValueError, match="compare_strategies"):
+        write_publication(tmp_path / "q", tagged, comparison={"cfd": 1})

@@ -247,6 +247,14 @@ def _write_config(folder: Path, name: str, splits: Mapping[str, Any], descriptio
 # ----------------------------------------------------------------------------- the whole folder
 
 
+def _comparison_table(comparison: Any) -> str | None:
+    if comparison is None:
+        return None
+    from ..reporting.compare_plots import comparison_markdown
+
+    return comparison_markdown(comparison).rstrip("\n")
+
+
 def card_metadata(card_data: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
     """One dict of Hub metadata from a ``DatasetCardData`` (or mapping) and keyword fields.
 
@@ -285,6 +293,7 @@ def write_publication(
     mapping: Any = None,
     normalization: Any = None,
     quality: Any = None,
+    comparison: Any = None,
     vocabulary: bool = True,
     data: bool = True,
     plots: bool = True,
@@ -321,6 +330,10 @@ def write_publication(
     quality:
         Tag-quality measures for an optional card section: an object with
         ``as_dict()`` or a mapping (nested mappings are flattened).
+    comparison:
+        A :class:`~instag_hf.selection.compare.StrategyComparison`
+        (:func:`~instag_hf.compare_strategies`): a card section with its table and its
+        two plots (coverage against subset size, complexity against diversity).
     vocabulary:
         Add the ``tag_vocabulary`` config (tag, rows, share, an example explanation).
     data, plots:
@@ -392,6 +405,8 @@ def write_publication(
         params = getattr(mapping, "params", None) if mapping is not None else None
         norm_info = NormalizationInfo.from_report(normalization, params or None)
     quality_info = quality_measures(quality) if quality is not None else None
+    if comparison is not None and not hasattr(comparison, "results"):
+        raise ValueError(f"comparison must be what compare_strategies returns, not {type(comparison).__name__}")
     if template is not None and not Path(template).is_file():
         raise FileNotFoundError(f"card template {str(template)!r} does not exist")
 
@@ -452,6 +467,12 @@ def write_publication(
                     written[f"by_source:{key}"] = path
                 else:
                     path.unlink()
+        if comparison is not None:
+            from ..reporting.compare_plots import plot_coverage_curves, plot_strategy_complexity_diversity
+
+            written["strategy_coverage"] = plot_coverage_curves(comparison, folder / PLOTS_DIR / "strategy_coverage.png")
+            written["strategy_complexity_diversity"] = plot_strategy_complexity_diversity(
+                comparison, folder / PLOTS_DIR / "strategy_complexity_diversity.png")
         for key, path in written.items():
             rel = path.relative_to(folder).as_posix()
             base = key.split(":")[-1]
@@ -479,6 +500,8 @@ def write_publication(
         selections=selections,
         quality=quality_info,
         plots=plot_infos,
+        comparison=_comparison_table(comparison),
+        comparison_n=comparison.n if comparison is not None else 0,
     )
     card.save(folder / CARD_FILE, template)
     files.append(CARD_FILE)

@@ -75,6 +75,9 @@ class InstagDatasetCard:
     plots: list[PlotInfo] = field(default_factory=list)
     version: str = field(default_factory=package_version)
     extra_metadata: dict[str, Any] = field(default_factory=dict)
+    #: the strategies-compared table (Markdown) and the subset size it compares at
+    comparison: str | None = None
+    comparison_n: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -172,7 +175,7 @@ class InstagDatasetCard:
 
     @property
     def other_plots(self) -> list[PlotInfo]:
-        known = {"diversity", "tags", "normalization", "quality"}
+        known = {"diversity", "tags", "normalization", "quality", "selection"}
         return [p for p in self.plots if p.section not in known]
 
     @property

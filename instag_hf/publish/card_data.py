@@ -39,6 +39,8 @@ PLOT_SECTIONS = {
     "long_tail": ("tags", "Tag rank against frequency"),
     "cooccurrence": ("tags", "Co-occurrence of the most frequent tags"),
     "normalization": ("normalization", "Tags left after each normalization step"),
+    "strategy_coverage": ("selection", "Coverage of the pool's tags against subset size, per strategy"),
+    "strategy_complexity_diversity": ("selection", "Complexity against diversity of each strategy's subset"),
 }
 
 STRATEGY_TITLES = {
@@ -46,6 +48,7 @@ STRATEGY_TITLES = {
     "random": "uniform random sampling (a baseline)",
     "complexity": "most tags first (complexity only)",
     "diversity": "greedy maximum tag coverage (diversity only)",
+    "mig": "MIG: information gain over the tag graph (Chen et al., 2025)",
 }
 
 COLUMN_DOCS = {
