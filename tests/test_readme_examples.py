@@ -53,6 +53,10 @@ def test_the_readme_examples_run_in_order(tmp_path, monkeypatch):
             if "analyze([tagged_a, tagged_b]" in block:
                 tagged = namespace["tagged"]
                 namespace.update(tagged_a=tagged.select(range(20)), tagged_b=tagged.select(range(20, len(tagged))))
+            if 'strategy="mig"' in block:
+                tagged = namespace["tagged"]
+                namespace["tagged"] = tagged.add_column("quality", [float(i % 5) for i in range(len(tagged))])
+                namespace["tags"] = sorted({t for row in tagged["instag_norm_tags"] for t in row})
             if "evaluate_tags(predicted_ds" in block:
                 tagged = namespace["tagged"]
                 assert "instag_norm_tags" in tagged.column_names
