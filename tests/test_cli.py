@@ -105,6 +105,6 @@ def test_demo_on_the_embedded_default(tmp_path):
     done = subprocess.run([sys.executable, "-m", "instag_hf", "demo", "--limit", "4", "--max-new-tokens", "48",
                            "--select", "5", "--output", str(out)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "transformers (HuggingFaceTB/SmolLM2-135M-Instruct) with template fewshot@2" in done.stderr
+    assert "transformers (HuggingFaceTB/SmolLM2-135M-Instruct) with template fewshot@1" in done.stderr
     summary = check_demo_folder(out, 8, 5)
     assert summary["tagger"]["backend"]["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"

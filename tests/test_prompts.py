@@ -41,7 +41,7 @@ def test_braces_in_queries_are_kept_verbatim():
 
 
 def test_ids_are_versioned_and_lookup_is_strict():
-    assert {t.id for t in TEMPLATES.values()} >= {"teacher@1", "vicuna_v1.1@1", "chatml@1", "fewshot@1"}
+    assert {t.id for t in TEMPLATES.values()} >= {"teacher@1", "vicuna_v1.1@1", "chatml@1", "fewshot@1", "fewshot_retrieval@1"}
     assert get_template("teacher@1") is TEMPLATES["teacher"]
     with pytest.raises(ValueError, match="not available"):
         get_template("teacher@0")
@@ -49,3 +49,48 @@ def test_ids_are_versioned_and_lookup_is_strict():
         get_template("nope")
     custom = Template(name="mine", version="3", user="{query}")
     assert get_template(custom).id == "mine@3"
+
+
+def _bow_embedder(texts):
+    """Bag of words hashed into 64 dimensions: deterministic, no model."""
+    import hashlib
+
+    import numpy as np
+
+    out = np.zeros((len(texts), 64), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for word in text.lower().split():
+            out[i, int(hashlib.md5(word.strip(".,?!").encode()).hexdigest(), 16) % 64] += 1.0
+    out[:, 0] += 1e-3  # no zero vector
+    return out
+
+
+def test_fewshot_takes_the_nearest_bank_examples_per_query(monkeypatch):
+    import json
+
+    from instag_hf.tagging import fewshot
+
+    bank = fewshot.FewShotBank([
+        fewshot.Example("write a python function that sorts a list", ("python programming", "sorting")),
+        fewshot.Example("translate this sentence into french", ("translation", "french language")),
+        fewshot.Example("solve this equation for x", ("algebra", "equation solving")),
+    ], embedder=_bow_embedder)
+    monkeypatch.setitem(fewshot._BANKS, fewshot.DEFAULT_BANK, bank)
+    template = get_template("fewshot_retrieval")
+    assert template.id == "fewshot_retrieval@1" and template.retrieve == 4
+    prompt = template.render("please translate my sentence into french")
+    users = [m["content"] for m in prompt.messages if m["role"] == "user"]
+    answers = [json.loads(m["content"]) for m in prompt.messages if m["role"] == "assistant"]
+    assert len(users) == 4 and "translate this sentence into french" in users[-2]  # the nearest sits last
+    assert answers[-1] == ["translation", "french language"] and len(answers) == 3  # the bank has 3
+    other = template.render("write a python function that sorts a list of numbers")
+    assert json.loads([m for m in other.messages if m["role"] == "assistant"][-1]["content"])[0] == "python programming"
+    assert prompt.response_prefix == '["'
+
+
+def test_the_packaged_bank_loads():
+    from instag_hf.tagging.fewshot import FewShotBank
+
+    bank = FewShotBank.load(embedder=_bow_embedder)
+    assert len(bank.examples) >= 200 and all(3 <= len(e.tags) <= 5 for e in bank.examples)
+    assert get_template("fewshot").few_shot and not get_template("fewshot").retrieve  # the default is unchanged

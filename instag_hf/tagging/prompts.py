@@ -93,6 +93,13 @@ _FEW_SHOT = (
 )
 
 
+FEWSHOT_SYSTEM = (
+    "You label a user's query with short lowercase intention tags: what task the user wants done, "
+    "the topic or domain, and every constraint on the answer (format, length, style, audience). "
+    "Answer only with a JSON list of strings."
+)
+
+
 @dataclass(frozen=True)
 class Prompt:
     """What a backend sends for one query.
@@ -123,16 +130,26 @@ class Template:
     #: default answer budget when the Tagger is not given one
     max_new_tokens: int = 256
     description: str = ""
+    #: few-shot examples taken per query from the packaged bank (:mod:`.fewshot`) instead of ``few_shot``
+    retrieve: int = 0
 
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def examples(self, query: str) -> tuple:
+        """The few-shot ``(query, answer)`` pairs for ``query``: fixed, or the nearest of the bank."""
+        if not self.retrieve:
+            return self.few_shot
+        from .fewshot import default_bank
+
+        return tuple((e.query, list(e.tags)) for e in default_bank().nearest([query], self.retrieve)[0])
+
     def render(self, query: str) -> Prompt:
         messages: list[dict] = []
         if self.system:
             messages.append({"role": "system", "content": self.system})
-        for q, answer in self.few_shot:
+        for q, answer in self.examples(query):
             messages.append({"role": "user", "content": self.user.format(query=q)})
             messages.append({"role": "assistant", "content": json.dumps(answer, ensure_ascii=False)})
         user = self.user.format(query=query)
@@ -175,6 +192,18 @@ TEMPLATES: dict[str, Template] = {
             stop=("]", "\n"),
             max_new_tokens=128,
             description="Few-shot prompt with a JSON prefill, for small local chat models (the embedded default).",
+        ),
+        Template(
+            name="fewshot_retrieval",
+            version="1",
+            user="Tag the intentions of this query.\nQuery: {query}",
+            system=FEWSHOT_SYSTEM,
+            retrieve=4,
+            response_prefix='["',
+            stop=("]", "\n"),
+            max_new_tokens=48,
+            description="For small local chat models: the 4 examples of the packaged bank "
+                        "nearest to each query (MiniLM), tags only, as a prefilled JSON list of strings.",
         ),
     )
 }
