@@ -1,4 +1,4 @@
-"""The lazy greedy's priority queue: rows keyed by upper bounds that only fall.
+"""The lazy greedy's queues: rows keyed by upper bounds of their gains, which only fall.
 
 Rows are filed by level, ``floor(log(top / bound) / log(1 + BUCKET))``. Bounds only
 fall, so rows only move to later levels and the first non-empty level only moves on:
@@ -6,7 +6,11 @@ a row waits, un-scored, until its level comes first. Levels are grouped in tiers
 in a radix heap: rows far behind the first level are filed by a coarse group of levels
 (``BLOCK ** 2`` or ``BLOCK`` levels) and sorted into finer groups when their group
 comes first, so filing a batch of rows costs a few numpy slices, not a heap operation
-per row.
+per row (:class:`BucketQueue`).
+
+The rows of the first level are worked on in queue order, largest bound first, then
+lowest rank (:class:`Level`: the rows not yet re-scored as :class:`SortedRuns`, the
+re-scored ones beside them).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 import numpy as np
 
 #: level width: bounds within a factor ``1 + BUCKET`` share a level
-BUCKET = 3e-3
+BUCKET = 3e-4
 #: levels per group of the middle tier (the coarse tier groups ``BLOCK ** 2``)
 BLOCK = 64
 _SPANS = (BLOCK * BLOCK, BLOCK, 1)  # levels per group in each tier, coarse first
@@ -122,33 +126,33 @@ class SortedRuns:
     """Rows in queue order (largest bound first, then lowest rank), held as a few sorted runs.
 
     Each run is read from its head on. New rows come as a run of their own (sorted on
-    arrival); beyond ``max_runs`` runs the two smallest are merged, so every row is
-    merged a few times at most and the order questions the greedy asks (how many rows
-    come before a key, which are the first ``k``) cost a binary search per run.
+    arrival); runs are merged like the digits of a binary counter (a run at most twice
+    the size of a smaller one absorbs it), so there are about ``log2`` of the rows of
+    them, every row is merged a few times at most, and the order questions the greedy
+    asks cost a binary search per run.
     """
 
-    def __init__(self, rank: np.ndarray, max_runs: int = 8):
+    def __init__(self, rank: np.ndarray):
         self.rank = rank
-        self.max_runs = max_runs
-        self.runs: list[list] = []  # [rows, negative bounds, ranks, head]
-
-    def __len__(self) -> int:
-        return sum(r[0].size - r[3] for r in self.runs)
+        self.runs: list[list] = []  # [rows, negative bounds, ranks, head], largest first
 
     def add(self, rows: np.ndarray, bounds: np.ndarray) -> None:
         if rows.size == 0:
             return
         neg, rank = -bounds, self.rank[rows]
         order = np.lexsort((rank, neg))
-        self.runs.append([rows[order], neg[order], rank[order], 0])
-        while len(self.runs) > self.max_runs:
-            self.runs.sort(key=lambda r: r[0].size - r[3])
-            a, b = self.runs.pop(0), self.runs.pop(0)
-            rows = np.concatenate([a[0][a[3]:], b[0][b[3]:]])
-            neg = np.concatenate([a[1][a[3]:], b[1][b[3]:]])
-            rank = np.concatenate([a[2][a[3]:], b[2][b[3]:]])
+        run = [rows[order], neg[order], rank[order], 0]
+        runs = self.runs
+        while runs and runs[-1][0].size - runs[-1][3] <= 2 * run[0].size:
+            last = runs.pop()
+            h = last[3]
+            rows = np.concatenate([last[0][h:], run[0]])
+            neg = np.concatenate([last[1][h:], run[1]])
+            rank = np.concatenate([last[2][h:], run[2]])
             order = np.lexsort((rank, neg))
-            self.runs.append([rows[order], neg[order], rank[order], 0])
+            run = [rows[order], neg[order], rank[order], 0]
+        runs.append(run)
+        runs.sort(key=lambda r: r[3] - r[0].size)  # largest unread part first
 
     def ahead(self, bound: float, rank: int) -> list[int]:
         """Per run, how many of its unread rows come before ``(bound, rank)`` in queue order."""
@@ -160,25 +164,63 @@ class SortedRuns:
         return out
 
     def take(self, k: int, limits: list[int] | None = None) -> np.ndarray:
-        """Remove and return the first ``k`` rows in queue order (within ``limits[i]`` of run ``i``)."""
+        """Remove and return up to ``k`` unread rows of each run, no more than ``limits[i]`` of run ``i``;
+        without limits, the first ``k`` of the run whose next row comes first in queue order."""
+        runs = self.runs
+        if not runs:
+            return np.zeros(0, dtype=np.int64)
+        if limits is None:
+            first = min(range(len(runs)), key=lambda i: (runs[i][1][runs[i][3]], runs[i][2][runs[i][3]]))
+            limits = [0] * len(runs)
+            limits[first] = k
         parts = []
-        for i, (rows, neg, ranks, head) in enumerate(self.runs):
-            m = min(k, rows.size - head if limits is None else limits[i])
+        for run, limit in zip(runs, limits):
+            m = min(k, limit, run[0].size - run[3])
             if m > 0:
-                parts.append((i, rows[head:head + m], neg[head:head + m], ranks[head:head + m]))
+                parts.append(run[0][run[3]:run[3] + m])
+                run[3] += m
+        self.runs = [r for r in runs if r[3] < r[0].size]
         if not parts:
             return np.zeros(0, dtype=np.int64)
-        if len(parts) == 1:
-            i, rows, _, _ = parts[0]
-            self.runs[i][3] += rows.size
-            chosen = rows
-        else:
-            run = np.concatenate([np.full(p[1].size, p[0]) for p in parts])
-            rows = np.concatenate([p[1] for p in parts])
-            order = np.lexsort((np.concatenate([p[3] for p in parts]), np.concatenate([p[2] for p in parts])))[:k]
-            chosen = rows[order]
-            counts = np.bincount(run[order], minlength=len(self.runs))
-            for i in np.flatnonzero(counts).tolist():
-                self.runs[i][3] += int(counts[i])
-        self.runs = [r for r in self.runs if r[3] < r[0].size]
-        return chosen
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def first_in_order(candidates: np.ndarray, bound: np.ndarray, rk: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` of ``candidates`` (positions) first in queue order: largest bound, then lowest rank."""
+    if candidates.size <= k:
+        return candidates
+    b = bound[candidates]
+    kth = np.partition(b, b.size - k)[b.size - k]  # the k-th largest bound
+    above, at = candidates[b > kth], candidates[b == kth]
+    take = k - above.size
+    if at.size > take:
+        at = at[np.argpartition(rk[at], take - 1)[:take]]
+    return np.concatenate([above, at])
+
+
+class Level:
+    """The rows of the queue's first level, worked on by the lazy greedy.
+
+    ``main``: rows not re-scored since they were taken from the queue, in queue order
+    (:class:`SortedRuns`). ``side``: rows re-scored since
+    (unordered, with a flag for a gain current at this pick). Only ``side`` holds current
+    gains, so a pick is sure once no row ahead of the best current one in queue order is
+    stale: in ``main``, a prefix of each run.
+    """
+
+    def __init__(self, rank: np.ndarray):
+        self.main = SortedRuns(rank)
+        self.s_rows, self.s_bound, self.s_rank = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, np.int64)
+        self.s_fresh = np.zeros(0, dtype=bool)
+
+    def __bool__(self) -> bool:
+        return bool(self.main.runs) or self.s_rows.size > 0
+
+    def keep_side(self, keep: np.ndarray) -> None:
+        self.s_rows, self.s_bound, self.s_rank, self.s_fresh = (
+            self.s_rows[keep], self.s_bound[keep], self.s_rank[keep], self.s_fresh[keep])
+
+    def side_to_main(self) -> None:
+        """Move ``side`` (all stale) back into ``main``: a run of its own."""
+        self.main.add(self.s_rows, self.s_bound)
+        self.keep_side(np.zeros(self.s_rows.size, dtype=bool))

@@ -8,17 +8,18 @@ times ``prop_weight``, each column divided by its sum) spreads it to similar tag
 again, the row with the largest gain ``u_i . phi'(x)`` (as published), ties to the lowest
 rank (row index with ``ties="index"``), then adds ``u_i`` to ``x``.
 
-Gains within a relative ``TIE`` (1e-12) of the largest count as equal, so that the
-order of a floating-point sum never decides a tie.
+Equal gains are equal floats: ``h`` below is kept on a fixed grid far finer than any
+difference that matters, so a row's sum of ``h`` is exact in any order, and a tie is
+decided by rank, never by the order of a floating-point sum.
 
 Speed. ``u_i . phi'(x) = v_i . h`` with ``h = P phi'(x)``, so a row's gain is a sum over
 its own few tags and ``u_i`` is never stored (rows stay sparse). A pick changes ``x``
-on the tags next to the row's tags and ``h`` only next to those, recomputed exactly
-there. ``phi'`` only falls as ``x`` grows and every weight is non-negative, so gains
-only shrink: the lazy greedy keeps stale gains as upper bounds in a priority queue
-(:class:`~instag_hf.selection.lazy_queue.BucketQueue`) and re-scores, a band at a
-time with numpy, only the rows whose bounds could still reach the best current gain.
-It picks what the plain greedy (:func:`mig_plain`) picks.
+on the tags next to the row's tags and ``h`` only next to those, recomputed there.
+``phi'`` only falls as ``x`` grows and every weight is non-negative, so gains only
+shrink: the lazy greedy keeps stale gains as upper bounds in a priority queue
+(:mod:`~instag_hf.selection.lazy_queue`) and re-scores, in numpy batches, only the rows
+that come before the best current gain in queue order. It picks what the plain greedy
+(:func:`mig_plain`, every gain re-computed at every pick) picks.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..analysis.tagsets import TagSets
 from .label_graph import LabelGraph
-from .lazy_queue import BucketQueue, SortedRuns
+from .lazy_queue import BucketQueue, Level, first_in_order
 
 if TYPE_CHECKING:
     from .strategies import _Limits
@@ -232,47 +233,6 @@ BATCH = 16
 SIDE = 4096
 
 
-def _first(candidates: np.ndarray, bound: np.ndarray, rk: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` of ``candidates`` (positions) first in queue order: largest bound, then lowest rank."""
-    if candidates.size <= k:
-        return candidates
-    b = bound[candidates]
-    kth = np.partition(b, b.size - k)[b.size - k]  # the k-th largest bound
-    above, at = candidates[b > kth], candidates[b == kth]
-    take = k - above.size
-    if at.size > take:
-        at = at[np.argpartition(rk[at], take - 1)[:take]]
-    return np.concatenate([above, at])
-
-
-class _Level:
-    """The rows of the queue's first level, worked on by the lazy greedy.
-
-    ``main``: rows not re-scored since they were taken from the queue, in queue order
-    (:class:`~instag_hf.selection.lazy_queue.SortedRuns`). ``side``: rows re-scored since
-    (unordered, with a flag for a gain current at this pick). Only ``side`` holds current
-    gains, so a pick is sure once no row ahead of the best current one in queue order is
-    stale: in ``main``, a prefix of each run.
-    """
-
-    def __init__(self, rank: np.ndarray):
-        self.main = SortedRuns(rank)
-        self.s_rows, self.s_bound, self.s_rank = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, np.int64)
-        self.s_fresh = np.zeros(0, dtype=bool)
-
-    def __bool__(self) -> bool:
-        return bool(self.main.runs) or self.s_rows.size > 0
-
-    def keep_side(self, keep: np.ndarray) -> None:
-        self.s_rows, self.s_bound, self.s_rank, self.s_fresh = (
-            self.s_rows[keep], self.s_bound[keep], self.s_rank[keep], self.s_fresh[keep])
-
-    def side_to_main(self) -> None:
-        """Move ``side`` (all stale) back into ``main``: a run of its own."""
-        self.main.add(self.s_rows, self.s_bound)
-        self.keep_side(np.zeros(self.s_rows.size, dtype=bool))
-
-
 def mig_greedy(ts: TagSets, rows: np.ndarray, rank: np.ndarray, n: int, limits: _Limits | None,
                params: MigParams) -> list[int]:
     """The lazy greedy over the tagged ``rows``: up to ``n`` picks in order (see the module docstring).
@@ -291,7 +251,7 @@ def mig_greedy(ts: TagSets, rows: np.ndarray, rank: np.ndarray, n: int, limits: 
     rows = np.asarray(rows, dtype=np.int64)
     rank = np.asarray(rank, dtype=np.int64)
     queue = BucketQueue(rows, model.gains(rows))
-    cur, level = _Level(rank), -1
+    cur, level = Level(rank), -1
     batch, used = BATCH, 0
     picks: list[int] = []
     while len(picks) < n:
@@ -334,7 +294,7 @@ def mig_greedy(ts: TagSets, rows: np.ndarray, rank: np.ndarray, n: int, limits: 
                 cur.side_to_main()
             continue
         # re-score the first stale rows: main's and side's first ones in queue order
-        sel = _first(need, cur.s_bound, cur.s_rank, batch)
+        sel = first_in_order(need, cur.s_bound, cur.s_rank, batch)
         taken = cur.main.take(batch, limits_main)
         batch *= 2
         used += sel.size + taken.size
