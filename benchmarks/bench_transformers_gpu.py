@@ -73,14 +73,12 @@ def main() -> None:
 
     import instag_hf
     from instag_hf.tagging.prompts import get_template
+    from bench_vllm import distinct_queries
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: run with --device cpu --layers 2 for a quick check of the path")
     disable_progress_bars()
-    sample = instag_hf.load_sample("alpaca")
-    fmt = instag_hf.detect_format(sample.column_names)
-    base = [q for row in sample for q in fmt.extract(row)]
-    queries = [f"{base[i % len(base)]} (variant {i})" for i in range(args.rows)]
+    queries = distinct_queries(args.rows)
     ds = Dataset.from_dict({"query": queries})
 
     with tempfile.TemporaryDirectory() as folder:

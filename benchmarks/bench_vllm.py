@@ -46,6 +46,16 @@ def instagger_like_checkpoint(folder: str, layers: int = 32) -> str:
     return folder
 
 
+def distinct_queries(rows: int) -> list[str]:
+    """``rows`` different queries made from the bundled Alpaca sample (no request is a cache hit)."""
+    import instag_hf
+
+    sample = instag_hf.load_sample("alpaca")
+    fmt = instag_hf.detect_format(sample.column_names)
+    base = [q for row in sample for q in fmt.extract(row)]
+    return [f"{base[i % len(base)]} (variant {i})" for i in range(rows)]
+
+
 def engine_setup(model: str, folder: str, layers: int = 32) -> tuple[str, dict]:
     """(checkpoint, Tagger options) for the chosen model on this machine's device."""
     import torch
@@ -90,10 +100,7 @@ def main() -> None:
     from instag_hf.tagging.prompts import get_template
 
     disable_progress_bars()
-    sample = instag_hf.load_sample("alpaca")
-    fmt = instag_hf.detect_format(sample.column_names)
-    base = [q for row in sample for q in fmt.extract(row)]
-    queries = [f"{base[i % len(base)]} (variant {i})" for i in range(args.rows)]
+    queries = distinct_queries(args.rows)
     ds = Dataset.from_dict({"query": queries})
 
     with tempfile.TemporaryDirectory() as folder:
