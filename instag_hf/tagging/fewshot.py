@@ -21,10 +21,16 @@ import numpy as np
 DEFAULT_BANK = "fewshot_bank.jsonl"
 
 
+def bank_path(name: str = DEFAULT_BANK) -> Path:
+    """Path of a bank packaged in ``instag_hf/data``."""
+    return Path(str(resources.files("instag_hf") / "data" / name))
+
+
 @dataclass(frozen=True)
 class Example:
     query: str
     tags: tuple[str, ...]
+    category: str = ""
 
 
 class FewShotBank:
@@ -45,7 +51,7 @@ class FewShotBank:
     @classmethod
     def load(cls, path: str | Path | None = None, embedder=None) -> FewShotBank:
         """A bank from JSON lines with ``query`` and ``tags`` (default: the packaged bank)."""
-        source = Path(path) if path is not None else Path(str(resources.files("instag_hf") / "data" / DEFAULT_BANK))
+        source = Path(path) if path is not None else bank_path()
         examples = []
         with open(source, encoding="utf-8") as fh:
             for n, line in enumerate(fh, 1):
@@ -53,27 +59,35 @@ class FewShotBank:
                     row = json.loads(line)
                     if not isinstance(row.get("query"), str) or not isinstance(row.get("tags"), list):
                         raise ValueError(f"{source}:{n}: each line needs a 'query' string and a 'tags' list")
-                    examples.append(Example(row["query"], tuple(row["tags"])))
+                    examples.append(Example(row["query"], tuple(row["tags"]), str(row.get("category") or "")))
         return cls(examples, embedder)
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embedder(self):
         if self._embedder is None:
             from ..normalize.embeddings import SentenceTransformerEmbedder
 
             self._embedder = SentenceTransformerEmbedder(batch_size=64)
-        vectors = np.asarray(self._embedder(list(texts)), dtype=np.float32)
+        return self._embedder
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of ``texts`` (not cached)."""
+        vectors = np.asarray(self.embedder()(list(texts)), dtype=np.float32)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def vectors(self) -> np.ndarray:
+        """Unit vectors of the bank's queries; kept in the embedding cache when the embedder
+        has a ``cache_id`` (the packaged MiniLM does), so only the first run pays for them."""
         with self._lock:
             if self._vectors is None:
-                self._vectors = self._embed([e.query for e in self.examples])
+                from ..normalize.embeddings import embed
+
+                self._vectors, _ = embed([e.query for e in self.examples], self.embedder())
             return self._vectors
 
     def nearest(self, queries: Sequence[str], k: int) -> list[list[Example]]:
         """The ``k`` examples nearest to each query, least similar first (the closest sits next to the query)."""
         bank = self.vectors()
-        scores = self._embed(queries) @ bank.T
+        scores = self.embed(queries) @ bank.T
         k = min(k, len(self.examples))
         out = []
         for row in scores:

@@ -195,13 +195,14 @@ TEMPLATES: dict[str, Template] = {
         ),
         Template(
             name="fewshot_retrieval",
-            version="1",
+            version="2",
             user="Tag the intentions of this query.\nQuery: {query}",
             system=FEWSHOT_SYSTEM,
             retrieve=4,
             response_prefix='["',
             stop=("]", "\n"),
             max_new_tokens=48,
+            # version 2: the bank grew from 240 to 2,009 queries, so the examples changed
             description="For small local chat models: the 4 examples of the packaged bank "
                         "nearest to each query (MiniLM), tags only, as a prefilled JSON list of strings.",
         ),

@@ -2,7 +2,8 @@
 
 ``make_backend("auto")`` walks :data:`AUTO_ORDER` and takes the first backend
 whose ``auto_config()`` says it can run here (a GPU with vLLM, an API configured
-through the environment, ...); the embedded CPU model is the last resort.
+through the environment, ...); on a CPU the retrieval tagger (no language model)
+comes before the embedded SmolLM2, which is the last resort.
 A backend may also be given as ``"package.module:Class"`` or as an instance.
 """
 
@@ -21,8 +22,9 @@ BACKENDS: dict[str, str] = {
     "transformers": "instag_hf.tagging.backends.transformers:TransformersBackend",
     "vllm": "instag_hf.tagging.backends.vllm:VLLMBackend",
     "local": "instag_hf.tagging.backends.local:LocalBackend",
+    "retrieval": "instag_hf.tagging.backends.retrieval:RetrievalBackend",
 }
-AUTO_ORDER: tuple[str, ...] = ("vllm", "openai", "transformers")
+AUTO_ORDER: tuple[str, ...] = ("vllm", "openai", "retrieval", "transformers")
 
 __all__ = ["Backend", "Completion", "GenerationParams", "BACKENDS", "AUTO_ORDER", "make_backend", "backend_class"]
 

@@ -22,6 +22,7 @@ import threading
 
 from ..prompts import BOUNDED_TAGS_JSON_SCHEMA, BOUNDED_TAGS_SCHEMA_ID, Prompt
 from .base import Completion, EngineBackend, GenerationParams
+from .embedded import EMBEDDED_HUB_ID, EMBEDDED_MODEL, embedded_checkpoint, embedded_revision
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,20 @@ PLACEMENT_ARGS = frozenset({
 })
 
 
+#: KV cache reserved by vLLM's CPU build (``scripts/vllm_cpu_env.sh``) unless ``kv_cache_memory_bytes`` is given.
+CPU_KV_CACHE_BYTES = 2 << 30
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 class VLLMBackend(EngineBackend):
-    """Parameters: ``model`` (default InsTagger), ``revision``; engine arguments
+    """Parameters: ``model`` (default InsTagger; ``"embedded"`` is SmolLM2-135M on CPU), ``revision``; engine arguments
     ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len`` (InsTagger:
     2048), ``dtype``, ``seed`` and any other ``engine_kwargs`` (e.g. ``load_format=
     "dummy"``); ``structured``: constrain answers to the tag JSON schema.
@@ -88,7 +101,10 @@ class VLLMBackend(EngineBackend):
         change what the engine writes (``load_format="dummy"``, ``quantization``, ...); the
         placement and memory knobs in :data:`PLACEMENT_ARGS` are left out."""
         engine = {k: v for k, v in sorted(self.engine_kwargs.items()) if k not in PLACEMENT_ARGS}
-        return {"backend": self.name, "model": self.model, "revision": self.revision, "dtype": self.dtype,
+        model, revision = self.model, self.revision
+        if model == EMBEDDED_MODEL:
+            model, revision = EMBEDDED_HUB_ID, embedded_revision()
+        return {"backend": self.name, "model": model, "revision": revision, "dtype": self.dtype,
                 "seed": self.seed, "structured": BOUNDED_TAGS_SCHEMA_ID if self.structured else None,
                 "engine": engine}
 
@@ -105,14 +121,25 @@ class VLLMBackend(EngineBackend):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.device_rank = rank
 
+    def source(self) -> str:
+        """What vLLM loads: ``model="embedded"`` is the local checkpoint of the embedded SmolLM2."""
+        return str(embedded_checkpoint()) if self.model == EMBEDDED_MODEL else self.model
+
     def engine_args(self) -> dict:
-        args = dict(model=self.model, tensor_parallel_size=self.tensor_parallel_size,
+        args = dict(model=self.source(), tensor_parallel_size=self.tensor_parallel_size,
                     gpu_memory_utilization=self.gpu_memory_utilization, dtype=self.dtype, seed=self.seed)
         if self.revision:
             args["revision"] = self.revision
         if self.max_model_len:
             args["max_model_len"] = self.max_model_len
         args.update(self.engine_kwargs)
+        if not _cuda_available():
+            # vLLM's CPU build reads gpu_memory_utilization as a share of host RAM; a fixed KV
+            # cache and eager mode start the small embedded model in seconds on a laptop.
+            args.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+            args.setdefault("enforce_eager", True)
+            if args["dtype"] == "auto":
+                args["dtype"] = "float32"
         return args
 
     def _engine(self):
@@ -157,7 +184,7 @@ class VLLMBackend(EngineBackend):
 
         kw = self.engine_kwargs
         return AutoTokenizer.from_pretrained(
-            kw.get("tokenizer") or self.model, revision=kw.get("tokenizer_revision") or self.revision,
+            kw.get("tokenizer") or self.source(), revision=kw.get("tokenizer_revision") or self.revision,
             trust_remote_code=bool(kw.get("trust_remote_code", False)))
 
     def context_length(self) -> int:

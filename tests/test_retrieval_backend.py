@@ -1,0 +1,121 @@
+"""The retrieval tagger: tags voted by the nearest queries of a tagged bank, no language model."""
+
+import hashlib
+import json
+import pickle
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+import instag_hf
+from instag_hf import schema
+from instag_hf.tagging.backends import make_backend
+from instag_hf.tagging.backends.retrieval import RetrievalBackend, vote_tags
+from instag_hf.tagging.fewshot import Example
+
+
+def bow(texts):
+    """Bag of words hashed into 256 dimensions: deterministic, no model."""
+    out = np.zeros((len(texts), 256), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for word in text.lower().replace("?", " ").replace(".", " ").split():
+            out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % 256] += 1.0
+    out[:, 0] += 1e-3
+    return out
+
+
+BANK = [
+    {"query": "write a python function that reverses a string", "tags": ["code generation", "python programming", "string manipulation"]},
+    {"query": "write a python function that sorts a list", "tags": ["code generation", "python programming", "sorting"]},
+    {"query": "translate this sentence into french please", "tags": ["translation", "french"]},
+    {"query": "translate this sentence into german please", "tags": ["translation", "german"]},
+    {"query": "what is the capital of peru", "tags": ["question answering", "geography"]},
+]
+
+
+@pytest.fixture
+def bank_file(tmp_path):
+    path = tmp_path / "bank.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in BANK), encoding="utf-8")
+    return path
+
+
+def test_votes_keep_the_nearest_tags_and_the_tags_neighbours_share():
+    examples = [Example(r["query"], tuple(r["tags"])) for r in BANK]
+    sims = np.array([0.9, 0.8, 0.1, 0.1, 0.45])
+    voted = vote_tags(sims, examples, k=3, min_votes=1.0, max_tags=10)
+    names = [t for t, _, _ in voted]
+    # shared by the two nearest, then the nearest's own tag; the third neighbour's tags weigh 0.5 alone
+    assert names[:2] == ["code generation", "python programming"] and names[2] == "string manipulation"
+    assert "sorting" not in names and "geography" not in names
+    assert voted[0][2] == 2 and voted[0][1] == pytest.approx(1 + 0.8 / 0.9)
+    assert [t for t, _, _ in vote_tags(sims, examples, k=3, min_votes=1.0, max_tags=2)] == names[:2]
+    # a lower bar lets a single far neighbour in
+    assert "sorting" in [t for t, _, _ in vote_tags(sims, examples, k=3, min_votes=0.5, max_tags=10)]
+
+
+def test_tagger_maps_a_chat_dataset_with_the_retrieval_backend(bank_file, cache_dir):
+    tagger = instag_hf.Tagger(backend=RetrievalBackend(bank=str(bank_file), embedder=bow), cache_dir=cache_dir)
+    ds = Dataset.from_dict({"messages": [
+        [{"role": "user", "content": "Write a Python function that reverses a list"}],
+        [{"role": "user", "content": "Translate this sentence into French: good morning"},
+         {"role": "assistant", "content": "Bonjour"},
+         {"role": "user", "content": "   "}],
+    ]})
+    out = tagger.map(ds)
+    assert out[schema.STATUS] == [schema.OK, schema.OK]
+    first = [t["tag"] for t in out[schema.TAGS][0]]
+    assert first[:2] == ["code generation", "python programming"]
+    assert "translation" in [t["tag"] for t in out[schema.TAGS][1]]
+    assert "nearest bank queries" in out[schema.TAGS][0][0]["explanation"]
+    assert tagger.template.id == "chatml@1"
+
+
+def test_the_bank_content_is_part_of_the_cache_key(bank_file, tmp_path):
+    before = RetrievalBackend(bank=str(bank_file), embedder=bow).identity()
+    assert before == RetrievalBackend(bank=str(bank_file), embedder=bow).identity()
+    bank_file.write_text(bank_file.read_text() + json.dumps({"query": "hi", "tags": ["greeting"]}) + "\n")
+    after = RetrievalBackend(bank=str(bank_file), embedder=bow).identity()
+    assert after["revision"] != before["revision"]
+    assert RetrievalBackend(bank=str(bank_file), embedder=bow, k=5).identity() != after
+
+
+def test_bad_settings_fail_up_front(tmp_path, bank_file):
+    with pytest.raises(FileNotFoundError, match="no tagged bank"):
+        RetrievalBackend(bank=str(tmp_path / "missing.jsonl"))
+    for bad in ({"k": 0}, {"min_votes": 0}, {"max_tags": 0}, {"batch_size": 0}):
+        with pytest.raises(ValueError):
+            RetrievalBackend(bank=str(bank_file), **bad)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"query": "x"}\n')
+    completions = RetrievalBackend(bank=str(broken), embedder=bow).generate(
+        [instag_hf.tagging.prompts.get_template("chatml").render("hello")], None)
+    assert completions[0].error and "tags" in completions[0].error
+
+
+def test_settings_survive_pickling_for_map_workers(bank_file):
+    backend = RetrievalBackend(bank=str(bank_file), k=2, max_tags=3, embedder=bow)
+    copy = pickle.loads(pickle.dumps(backend))
+    assert copy.identity() == backend.identity()
+
+
+def test_auto_prefers_retrieval_on_a_cpu_and_falls_back_to_the_embedded_model(monkeypatch):
+    backend = make_backend("auto")
+    assert isinstance(backend, RetrievalBackend)
+    assert instag_hf.tag.backend.name == "retrieval"
+    monkeypatch.setattr(RetrievalBackend, "auto_config", classmethod(lambda cls: None))
+    assert make_backend("auto").name == "transformers"
+
+
+@pytest.mark.slow
+def test_packaged_bank_with_minilm_tags_unseen_queries_sensibly(cache_dir):
+    tagger = instag_hf.Tagger(backend="retrieval", cache_dir=cache_dir)
+    code, german = tagger.tag_queries([
+        "def count_vowels(s: str) -> int:\n    \"\"\"Return how many vowels are in s.\n    >>> count_vowels('hello')\n    2\n    \"\"\"",
+        "Translate into German: 'The museum opens at nine tomorrow.'",
+    ])
+    assert code.status == german.status == schema.OK
+    code_tags, german_tags = [t["tag"] for t in code.tags], [t["tag"] for t in german.tags]
+    assert "python programming" in code_tags and "translation" in german_tags
+    assert 2 <= len(code_tags) <= 4
