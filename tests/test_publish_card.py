@@ -109,6 +109,14 @@ def test_optional_sections_render_when_given():
     assert "Caution:** these tags come from SmolLM2-135M-Instruct" in body
 
 
+def test_retrieval_tags_carry_their_own_caution():
+    tagger = {**TAGGER, "backend": {"backend": "retrieval", "model": "bank:fewshot_bank.jsonl", "revision": "abc"}}
+    body = _card(tagger=tagger).render()
+    assert "these tags were not written by a language model" in body and "fuzzy F1 0.31" in body
+    assert "come from SmolLM2" not in body
+    assert "not written by a language model" not in _card().render()
+
+
 def test_hostile_tags_cannot_break_tables_or_inject_html():
     body = _card(top_tags=[("a | b", 5), ("<script>alert(1)</script>", 4), ("multi\nline", 3)]).render()
     assert "| 1 | a \\| b | 5 |" in body

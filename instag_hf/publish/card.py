@@ -160,6 +160,12 @@ class InstagDatasetCard:
         return "SmolLM2-135M" in str(model)
 
     @property
+    def uses_retrieval(self) -> bool:
+        """True when the tags were copied from the nearest queries of a tagged bank (no language model)."""
+        backend = (self.tagger or {}).get("backend")
+        return isinstance(backend, Mapping) and backend.get("backend") == "retrieval"
+
+    @property
     def top_tag_rows(self) -> list[tuple[int, str, int, float | None]]:
         """``(rank, tag, rows, share of the default config's tagged rows)``."""
         tagged = self.metrics[0].tagged_rows if self.metrics else 0
