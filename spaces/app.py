@@ -4,6 +4,7 @@ Configuration (environment variables, all optional):
 
 - ``INSTAG_BACKEND``, ``INSTAG_MODEL``, ``INSTAG_TEMPLATE``: the tagger, as ``instag_hf.Tagger``
   takes them (default ``auto``: an API configured through ``INSTAG_API_BASE_URL``, else the
+  retrieval tagger (nearest queries of the packaged tagged bank, no language model), else the
   embedded SmolLM2-135M-Instruct; without its weights package, the same model from the Hub).
 - ``INSTAG_DATASET``: a tagged dataset (Hub id) whose statistics show on start.
 - ``INSTAG_SPACE_DATA_DIRS``: folders (``:``-separated) whose datasets may be loaded by local

