@@ -43,9 +43,11 @@ def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tagger")
     g.add_argument("--backend", default="auto",
                    help="auto, openai, openai-batch (the Batch API), hf (Hugging Face Inference Providers), "
-                        "transformers, vllm, or package.module:Class (default: auto)")
+                        "retrieval (the tagged bank's nearest queries, no language model), transformers, vllm, "
+                        "or package.module:Class (default: auto)")
     g.add_argument("--model", help="model for the backend (transformers: hub id, folder or 'embedded')")
-    g.add_argument("--template", help="prompt template: teacher, vicuna_v1.1, chatml, fewshot (default: the backend's)")
+    g.add_argument("--template", help="prompt template: teacher, vicuna_v1.1, chatml, fewshot, fewshot_retrieval "
+                        "(default: the backend's)")
     g.add_argument("--batch-size", type=int, default=16, help="prompts per backend call (default: 16)")
     g.add_argument("--max-query-tokens", type=int, default=1536)
     g.add_argument("--max-new-tokens", type=int, help="answer budget (default: the template's)")

@@ -211,7 +211,7 @@ TEMPLATES: dict[str, Template] = {
 
 
 def get_template(template: str | Template) -> Template:
-    """A template by name (``"teacher"``, ``"vicuna_v1.1"``, ``"chatml"``, ``"fewshot"``) or as given."""
+    """A template by name (``"teacher"``, ``"vicuna_v1.1"``, ``"chatml"``, ``"fewshot"``, ``"fewshot_retrieval"``) or as given."""
     if isinstance(template, Template):
         return template
     name = template.split("@", 1)[0]

@@ -66,7 +66,7 @@ class Tagger:
     ----------
     backend:
         ``"auto"`` (default: the first of vLLM on a GPU, an API configured in the
-        environment, the embedded CPU model that can run here), a backend name
+        environment, the retrieval tagger, the embedded CPU model that can run here), a backend name
         (``"transformers"``), ``"package.module:Class"``, or a :class:`Backend`.
     model, revision:
         Passed to the backend (``model="embedded"`` is SmolLM2-135M-Instruct).
