@@ -53,11 +53,7 @@ class KeywordBackend(Backend):
         self.malformed = malformed
         self.calls = 0
 
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in ("model", "revision", "delay", "log", "fail", "malformed")}
-
-    def __setstate__(self, state):
-        self.__init__(**state)
+    _CONFIG = ("model", "revision", "delay", "log", "fail", "malformed")
 
     def identity(self) -> dict:
         return {"backend": self.name, "model": self.model, "revision": self.revision}

@@ -52,6 +52,20 @@ class Backend(ABC):
     name: str = "base"
     #: template used when the Tagger is not given one
     default_template: str = "teacher"
+    #: constructor arguments that rebuild an equal backend; when set, the backend pickles
+    #: as these alone and unpickles through ``__init__``
+    _CONFIG: tuple[str, ...] = ()
+
+    def __getstate__(self):
+        if not self._CONFIG:
+            return self.__dict__.copy()
+        return {k: getattr(self, k) for k in self._CONFIG}
+
+    def __setstate__(self, state):
+        if not self._CONFIG:
+            self.__dict__.update(state)
+        else:
+            self.__init__(**state)
 
     @classmethod
     def auto_config(cls) -> dict | None:

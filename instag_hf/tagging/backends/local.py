@@ -84,12 +84,6 @@ class LocalBackend(Backend):
 
     _CONFIG = ("model", "revision", "threshold", "max_tags", "batch_size", "explanations")
 
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in self._CONFIG}
-
-    def __setstate__(self, state):
-        self.__init__(**state)
-
     def _folder_config(self) -> dict:
         if self._config is None:
             path = Path(self.model) / "config.json"

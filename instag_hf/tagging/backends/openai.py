@@ -169,9 +169,6 @@ class OpenAIBackend(Backend):
         self._stats = {"requests_sent": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
                        "transient_errors": Counter(), "failures": Counter()}
 
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in self._CONFIG}
-
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._init_runtime()

@@ -118,12 +118,6 @@ class RetrievalBackend(Backend):
 
     _CONFIG = ("bank", "k", "min_votes", "max_tags", "embedder", "batch_size")
 
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in self._CONFIG}
-
-    def __setstate__(self, state):
-        self.__init__(**state)
-
     @classmethod
     def auto_config(cls) -> dict | None:
         """Picked by ``backend="auto"`` when the sentence encoder and its packaged model are installed."""

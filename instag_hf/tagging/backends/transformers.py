@@ -47,11 +47,7 @@ class TransformersBackend(EngineBackend):
         self._tok = None
         self._loaded = None
 
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in ("model", "revision", "device", "dtype", "gguf_file", "prefix_cache")}
-
-    def __setstate__(self, state):
-        self.__init__(**state)
+    _CONFIG = ("model", "revision", "device", "dtype", "gguf_file", "prefix_cache")
 
     def identity(self) -> dict:
         if self.model == EMBEDDED_MODEL:

@@ -81,12 +81,6 @@ class VLLMBackend(EngineBackend):
     _CONFIG = ("model", "revision", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype",
                "seed", "structured", "engine_kwargs")
 
-    def __getstate__(self):
-        return {k: getattr(self, k) for k in self._CONFIG}
-
-    def __setstate__(self, state):
-        self.__init__(**state)
-
     @classmethod
     def auto_config(cls) -> dict | None:
         """Picked by ``backend="auto"`` when vLLM is installed and a CUDA GPU is visible."""
