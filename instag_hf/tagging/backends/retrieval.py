@@ -1,17 +1,20 @@
-"""Retrieval backend: a query takes the tags its nearest tagged queries agree on. No language model.
+"""Retrieval backend: a query takes tags from its nearest tagged queries. No language model.
 
-``Tagger(backend="retrieval")`` embeds each query (packaged MiniLM, CPU, no network),
-finds the ``k`` most similar queries of a bank of tagged queries (default: the
-packaged bank, ``instag_hf/data/fewshot_bank.jsonl``) and keeps a tag when the
-neighbours holding it weigh at least ``min_votes``, each neighbour weighing its
-similarity over the best one's. With the default ``min_votes=0.9`` that is every tag
-of the nearest query, the tags several close queries share, and those of a neighbour
-almost as close as the nearest.
+``Tagger(backend="retrieval")`` embeds each query (packaged MiniLM, CPU, no network) and
+finds the most similar queries of a bank of tagged queries (default: the packaged
+bank, ``instag_hf/data/fewshot_bank.jsonl``). Two ways to pick from their tags:
 
-On our reference set this beats the embedded SmolLM2 at any prompt we tried, at a
+- ``method="ranker"`` (default): the tags of the ``k=20`` nearest are scored by a small
+  logistic model (:class:`~instag_hf.tagging.ranker.TagRanker`) fitted leave-one-out on
+  the bank when the backend loads; tags whose probability reaches ``threshold`` are
+  kept, near-duplicates dropped.
+- ``method="vote"``: the tags the ``k=3`` nearest agree on, each neighbour weighing its
+  similarity over the best one's; a tag needs ``min_votes``.
+
+On our reference set both beat the embedded SmolLM2 at any prompt we tried, at a
 hundred times its speed (``benchmarks/bench_embedded_quality.py``), so ``backend="auto"``
-picks it before the 135M model. Its tags come from the bank's vocabulary: it names
-no tag the bank lacks, which an LLM tagger can.
+picks this backend before the 135M model. Its tags come from the bank's vocabulary: it
+names no tag the bank lacks, which an LLM tagger can.
 """
 
 from __future__ import annotations
@@ -33,8 +36,12 @@ from .base import PROGRAMMING_ERRORS, Backend, Completion, GenerationParams
 from .local import query_of
 
 
-#: How votes are counted; bump when :func:`vote_tags` or the code gate changes what is answered.
-METHOD = "vote+code-gate@1"
+#: Versions of the two methods; bump one when what it answers for the same bank changes.
+METHODS = {"ranker": "ranker+code-gate@1", "vote": "vote+code-gate@1"}
+#: Per method: k, max_tags.
+_DEFAULTS = {"ranker": (20, 5), "vote": (3, 4)}
+_RANKERS: dict[tuple, object] = {}
+_RANKERS_LOCK = threading.Lock()
 
 _CODE = re.compile(
     r"```|^\s*>>>|^\s*(def|class)\s+\w+.*:\s*$|#include\s*<"
@@ -71,35 +78,46 @@ def vote_tags(similarities: np.ndarray, examples: Sequence[Example], k: int, min
 
 
 class RetrievalBackend(Backend):
-    """Tags by the votes of the ``k`` nearest queries of a tagged bank.
+    """Tags from the nearest queries of a tagged bank, by a fitted ranker or by votes.
 
     Parameters
     ----------
     bank:
         JSON lines with ``query`` and ``tags`` (default: the packaged bank of about
         2,000 queries, none from the reference set). Its content hash is in the cache key.
+    method:
+        ``"ranker"`` (default) or ``"vote"`` (see the module docstring).
     k:
-        Neighbours that vote.
+        Neighbours whose tags are candidates (default 20 for the ranker, 3 for votes).
+    threshold:
+        Ranker only: probability a tag needs (the first tag is always kept).
     min_votes:
-        Weight a tag needs (a neighbour as similar as the nearest weighs 1).
+        Vote only: weight a tag needs (a neighbour as similar as the nearest weighs 1).
     max_tags:
-        Most tags per query.
-
-    The defaults (3, 0.9, 4) were picked on the reference set, among k 3-12, min_votes
-    0.8-2 and max_tags 4-6, for the best fuzzy F1 that keeps every tag under 10% of
-    queries (F1 moved by under 0.01 across k 3-5 and min_votes 0.8-1); expect a little
-    less on queries of your own. Below 1, a close second neighbour's tag counts alone.
+        Most tags per query (default 5 for the ranker, 4 for votes).
     embedder:
         Callable from texts to vectors (default: the packaged MiniLM).
+
+    The ranker's defaults (k=20, threshold 0.15, max_tags 5) were chosen on the bank's
+    own leave-one-out F1, never on the reference set; the vote defaults (3, 0.9, 4) on
+    the reference set. Expect a little less on queries of your own either way.
     """
 
     name = "retrieval"
     default_template = "chatml"
 
-    def __init__(self, bank: str | None = None, k: int = 3, min_votes: float = 0.9, max_tags: int = 4,
+    def __init__(self, bank: str | None = None, method: str = "ranker", k: int | None = None,
+                 threshold: float = 0.15, min_votes: float = 0.9, max_tags: int | None = None,
                  embedder=None, batch_size: int = 256):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+        default_k, default_max = _DEFAULTS[method]
+        k = default_k if k is None else k
+        max_tags = default_max if max_tags is None else max_tags
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
         if min_votes <= 0:
             raise ValueError(f"min_votes must be > 0, got {min_votes}")
         if max_tags < 1:
@@ -107,16 +125,18 @@ class RetrievalBackend(Backend):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.bank = None if bank is None else str(bank)
-        self.k, self.min_votes, self.max_tags, self.batch_size = k, float(min_votes), max_tags, batch_size
+        self.method, self.k, self.max_tags, self.batch_size = method, k, max_tags, batch_size
+        self.threshold, self.min_votes = float(threshold), float(min_votes)
         self.embedder = embedder
         self._path = Path(self.bank) if self.bank else bank_path(DEFAULT_BANK)
         if not self._path.is_file():
             raise FileNotFoundError(f"no tagged bank at {self._path}; give a JSON lines file with 'query' and 'tags'")
         self._lock = threading.Lock()
         self._loaded: FewShotBank | None = None
+        self._ranker = None
         self._digest: str | None = None
 
-    _CONFIG = ("bank", "k", "min_votes", "max_tags", "embedder", "batch_size")
+    _CONFIG = ("bank", "method", "k", "threshold", "min_votes", "max_tags", "embedder", "batch_size")
 
     @classmethod
     def auto_config(cls) -> dict | None:
@@ -132,11 +152,14 @@ class RetrievalBackend(Backend):
 
     def identity(self) -> dict:
         embedder = "minilm" if self.embedder is None else getattr(self.embedder, "model", type(self.embedder).__name__)
-        return {"backend": self.name, "method": METHOD, "model": f"bank:{self._path.name}", "revision": self.bank_digest(),
-                "embedder": str(embedder), "k": self.k, "min_votes": self.min_votes, "max_tags": self.max_tags}
+        setting = {"threshold": self.threshold} if self.method == "ranker" else {"min_votes": self.min_votes}
+        return {"backend": self.name, "method": METHODS[self.method], "model": f"bank:{self._path.name}",
+                "revision": self.bank_digest(), "embedder": str(embedder), "k": self.k, **setting,
+                "max_tags": self.max_tags}
 
     def describe(self) -> str:
-        return f"{self.name} ({self.k} nearest of {self._path.name}, no language model)"
+        how = "ranked" if self.method == "ranker" else "voted"
+        return f"{self.name} (tags of the {self.k} nearest of {self._path.name}, {how}; no language model)"
 
     def load(self) -> FewShotBank:
         with self._lock:
@@ -149,6 +172,22 @@ class RetrievalBackend(Backend):
                     self._loaded = FewShotBank.load(self._path, self.embedder)
             return self._loaded
 
+    def ranker(self):
+        """The :class:`~instag_hf.tagging.ranker.TagRanker` of this bank and ``k``, fitted on first use
+        (shared within the process for the packaged bank and encoder)."""
+        bank = self.load()
+        with self._lock:
+            if self._ranker is None:
+                key = (self.bank_digest(), self.k) if self.bank is None and self.embedder is None else None
+                with _RANKERS_LOCK:
+                    self._ranker = _RANKERS.get(key) if key else None
+                if self._ranker is None:
+                    self._ranker = _fit_ranker(bank, self.k)
+                    if key:
+                        with _RANKERS_LOCK:
+                            _RANKERS[key] = self._ranker
+            return self._ranker
+
     def tags_for(self, queries: Sequence[str]) -> list[list[tuple[str, float, int]]]:
         """Voted ``(tag, weight, neighbours)`` per query.
 
@@ -157,13 +196,18 @@ class RetrievalBackend(Backend):
         word games, where the task is programming.
         """
         bank = self.load()
-        scores = bank.embed(queries) @ bank.vectors().T
-        code_rows = np.array([e.category == "code" for e in bank.examples])
+        ranker = self.ranker() if self.method == "ranker" else None
+        vectors = bank.embed(queries)
+        scores = vectors @ bank.vectors().T
+        code_rows = _code_rows(bank)
         out = []
-        for query, row in zip(queries, scores):
+        for query, vec, row in zip(queries, vectors, scores):
             if code_rows.any() and looks_like_code(query):
                 row = np.where(code_rows, row, -np.inf)
-            out.append(vote_tags(row, bank.examples, self.k, self.min_votes, self.max_tags))
+            if ranker is None:
+                out.append(vote_tags(row, bank.examples, self.k, self.min_votes, self.max_tags))
+            else:
+                out.append(ranker.rank(row.astype(np.float64), vec, query, self.threshold, self.max_tags))
         return out
 
     def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
@@ -176,10 +220,28 @@ class RetrievalBackend(Backend):
         except Exception as exc:
             return [Completion(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
         k = min(self.k, len(self.load().examples))
+        score = "probability" if self.method == "ranker" else "vote"
         return [Completion(text=json.dumps(
-            [{"tag": t, "explanation": f"{n} of the {k} nearest bank queries (vote {w:.2f})"} for t, w, n in tags],
+            [{"tag": t, "explanation": f"{n} of the {k} nearest bank queries ({score} {w:.2f})"} for t, w, n in tags],
             ensure_ascii=False)) for tags in found]
 
     def stream(self, prompts: list[Prompt], params: GenerationParams,
                batch_size: int | None = None) -> Iterator[list[tuple[int, Completion]]]:
         yield from super().stream(prompts, params, max(batch_size or 0, self.batch_size))
+
+
+def _code_rows(bank: FewShotBank) -> np.ndarray:
+    return np.array([e.category == "code" for e in bank.examples])
+
+
+def _fit_ranker(bank: FewShotBank, k: int):
+    """A :class:`TagRanker` fitted leave-one-out on ``bank``; tag embeddings go through the embedding cache."""
+    from ...normalize.embeddings import embed
+    from ..ranker import TagRanker
+
+    encoder = bank.embedder()
+    examples = bank.examples
+    ranker = TagRanker([e.query for e in examples], [e.tags for e in examples], bank.vectors(),
+                       lambda tags: embed(tags, encoder)[0], k=k)
+    code_rows = _code_rows(bank)
+    return ranker.fit(code_rows if code_rows.any() else None, lambda i: looks_like_code(examples[i].query))
