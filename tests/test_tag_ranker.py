@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from instag_hf.tagging.ranker import FEATURES, TagRanker, fit_logistic
+from instag_hf.tagging.ranker import FEATURES, TagRanker, fit_logistic, stems
 
 
 def bow(texts):
@@ -118,3 +118,20 @@ def test_misuse_fails_clearly():
         TagRanker(queries, tags, bow(queries), bow).rank(np.ones(len(queries)), bow(["x"])[0], "x", 0.5, 3)
     with pytest.raises(ValueError, match="too small"):
         TagRanker(["a", "b"], [[], []], bow(["a", "b"]), bow).fit()
+
+
+def test_the_cue_needs_the_words_a_tag_s_bank_queries_share_and_leaves_a_row_out():
+    queries = ["shorten this to 50 words", "in under 20 words please", "write a poem about cats",
+               "write a poem about rain", "describe the sea in 3 sentences"]
+    tags = [["length constraint"], ["length constraint"], ["poetry"], ["poetry"], ["length constraint", "description"]]
+    ranker = TagRanker(queries, tags, bow(queries), bow)
+    t = ranker.vocab.index("length constraint")
+    assert stems("Write 50 Words") == {"write", "#", "words"}
+    assert ranker.cue(t, stems("write 12 words about cats")) > 0
+    assert ranker.cue(t, stems("write a poem about cats")) == 0
+    assert ranker.cue(ranker.vocab.index("description"), stems("describe the sea"), leave_out=4) == 0  # only row 4 has it
+    without = TagRanker(queries[1:], tags[1:], bow(queries[1:]), bow)  # leaving row 0 out = a bank without it
+    for text in ("12 words", "write a poem in 3 sentences", "in under 20 words"):
+        assert ranker.cue(t, stems(text), leave_out=0) == pytest.approx(
+            without.cue(without.vocab.index("length constraint"), stems(text)))
+    assert ranker.cue(t, stems("shorten to 9 words"), leave_out=0) != ranker.cue(t, stems("shorten to 9 words"))

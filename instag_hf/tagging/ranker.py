@@ -13,12 +13,15 @@ request). :class:`TagRanker` scores every candidate from a few signals instead:
 - ``tag_query_cos`` and ``tag_query_rank``: how close the tag's own embedding is to the
   query's (cosine, and 1 / rank among all bank tags);
 - ``nearest_cos``: the nearest neighbour's similarity (how far from the bank we are);
-- ``word_overlap``: the share of the tag's words the query contains (by a 5-letter stem).
+- ``word_overlap``: the share of the tag's words the query contains (by a 5-letter stem);
+- ``cue``: the mean positive PMI, over the bank, between the tag and the query's words,
+  so a tag whose bank queries say "words" or "sentences" ("length constraint") needs
+  the query to say so too, however close the neighbours' topics.
 
 The weights come from the bank alone (leave-one-out: each bank query is tagged from
 the rest of the bank and its own tags say which candidates were right, a candidate
-counting as right when its cosine to one of them is at least 0.8), so the reference
-set we score on is never seen. Fitting takes seconds; the weights depend only on the
+counting as right when its cosine to one of them is at least 0.8; the ``cue`` counts
+then leave that query out too), so the reference set we score on is never seen. Fitting takes seconds; the weights depend only on the
 bank, ``k`` and the embedder.
 """
 
@@ -30,14 +33,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 FEATURES = ("votes_top3", "votes", "first_holder", "soft_votes", "tag_query_cos", "nearest_cos", "word_overlap",
-            "tag_query_rank")
+            "tag_query_rank", "cue")
 #: A candidate counts as right (training) and two tags as one (selection) at this cosine, the fuzzy F1's.
 SAME_TAG = 0.8
 _WORD = re.compile(r"[a-z0-9+#]+")
 
 
-def _stems(text: str) -> set[str]:
-    return {w[:5] for w in _WORD.findall(text.lower())}
+def stems(text: str) -> set[str]:
+    """The words of ``text`` as the word signals see them: lowercase, cut to 5 letters, any number as ``#``."""
+    return {"#" if w.isdigit() else w[:5] for w in _WORD.findall(text.lower())}
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, ridge: float = 1.0, iterations: int = 50) -> np.ndarray:
@@ -90,11 +94,41 @@ class TagRanker:
         index = {t: i for i, t in enumerate(self.vocab)}
         self.holds = [np.array(sorted({index[t] for t in tags}), dtype=np.int64) for tags in tags_of]
         self.tag_vecs = np.asarray(tag_vectors(self.vocab), dtype=np.float32) if self.vocab else np.zeros((0, 0))
-        self.tag_stems = [_stems(t) for t in self.vocab]
+        self.tag_stems = [stems(t) for t in self.vocab]
+        self.query_stems = [stems(q) for q in self.queries]
+        self.df: dict[str, int] = {}
+        self.tag_df: list[dict[str, int]] = [{} for _ in self.vocab]
+        self.tag_n = np.zeros(len(self.vocab))
+        for words, held in zip(self.query_stems, self.holds):
+            for w in words:
+                self.df[w] = self.df.get(w, 0) + 1
+            for t in held:
+                self.tag_n[t] += 1
+                counts = self.tag_df[t]
+                for w in words:
+                    counts[w] = counts.get(w, 0) + 1
         self.weights: np.ndarray | None = None
         self.mean = self.scale = None
 
-    def features(self, sims: np.ndarray, query_vec: np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def cue(self, t: int, words: set[str], leave_out: int | None = None) -> float:
+        """Mean positive PMI between tag ``t`` and the query's words over the bank's queries
+        (``leave_out``: a bank row whose own words and tags do not count)."""
+        own = self.query_stems[leave_out] if leave_out is not None else set()
+        held = leave_out is not None and t in set(self.holds[leave_out].tolist())
+        n = len(self.queries) - (leave_out is not None)
+        n_t = self.tag_n[t] - held
+        if n_t <= 0 or not words:
+            return 0.0
+        counts, total = self.tag_df[t], 0.0
+        for w in words:
+            df = self.df.get(w, 0) - (w in own)
+            df_t = counts.get(w, 0) - (held and w in own)
+            if df_t > 0:
+                total += max(0.0, np.log((df_t / n_t) / ((df + 0.5) / n)))
+        return total / len(words)
+
+    def features(self, sims: np.ndarray, query_vec: np.ndarray, text: str,
+                 leave_out: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(candidate tag ids, feature matrix, holders among the k nearest)`` for one query.
 
         ``sims``: the query's cosine to every bank query, ``-inf`` where it may not vote.
@@ -128,9 +162,10 @@ class TagRanker:
         all_cos = self.tag_vecs @ query_vec
         cos = all_cos[ids]
         rank_of = 1.0 / (1.0 + (all_cos[None, :] > cos[:, None]).sum(axis=1))
-        words = _stems(text)
+        words = stems(text)
         overlap = np.array([len(self.tag_stems[t] & words) / max(1, len(self.tag_stems[t])) for t in ids])
-        X = np.column_stack([votes3, votes, first, soft, cos, np.full(ids.size, best), overlap, rank_of])
+        cue = np.array([self.cue(int(t), words, leave_out) for t in ids])
+        X = np.column_stack([votes3, votes, first, soft, cos, np.full(ids.size, best), overlap, rank_of, cue])
         return ids, X, holders.astype(np.int64)
 
     def fit(self, code_rows: np.ndarray | None = None, is_code: Callable[[int], bool] | None = None,
@@ -150,7 +185,7 @@ class TagRanker:
                 sims[i] = -np.inf
                 if code_rows is not None and is_code is not None and is_code(i):
                     sims = np.where(code_rows, sims, -np.inf)
-                ids, X, _ = self.features(sims, self.vectors[i], self.queries[i])
+                ids, X, _ = self.features(sims, self.vectors[i], self.queries[i], leave_out=i)
                 if ids.size == 0 or self.holds[i].size == 0:
                     continue
                 right = (self.tag_vecs[ids] @ self.tag_vecs[self.holds[i]].T).max(axis=1) >= SAME_TAG - 1e-6
@@ -164,16 +199,19 @@ class TagRanker:
         return self
 
     def rank(self, sims: np.ndarray, query_vec: np.ndarray, text: str, threshold: float,
-             max_tags: int) -> list[tuple[str, float, int]]:
+             max_tags: int, leave_out: int | None = None) -> list[tuple[str, float, int]]:
         """``(tag, probability, neighbours holding it)``, most likely first.
 
         Takes tags down the ranking while their probability reaches ``threshold`` (the
         first one always), skipping a tag within cosine 0.8 of one already taken, up to
-        ``max_tags``.
+        ``max_tags``. ``leave_out``: a bank row to tag as if the bank lacked it.
         """
         if self.weights is None:
             raise RuntimeError("TagRanker.rank before fit")
-        ids, X, holders = self.features(sims, query_vec, text)
+        if leave_out is not None:
+            sims = np.array(sims, dtype=np.float64)
+            sims[leave_out] = -np.inf
+        ids, X, holders = self.features(sims, query_vec, text, leave_out)
         if ids.size == 0:
             return []
         z = ((X - self.mean) / self.scale) @ self.weights[:-1] + self.weights[-1]
