@@ -70,7 +70,7 @@ class TagRanker:
     Parameters
     ----------
     queries:
-        The bank queries' texts (for the word-overlap signal while fitting).
+        The bank queries' texts (for the ``cue`` signal, and the word overlap while fitting).
     tags_of:
         Each bank query's tags, in bank order.
     vectors:
@@ -93,6 +93,7 @@ class TagRanker:
         self.vocab = sorted({t for tags in tags_of for t in tags})
         index = {t: i for i, t in enumerate(self.vocab)}
         self.holds = [np.array(sorted({index[t] for t in tags}), dtype=np.int64) for tags in tags_of]
+        self._held = [set(h.tolist()) for h in self.holds]
         self.tag_vecs = np.asarray(tag_vectors(self.vocab), dtype=np.float32) if self.vocab else np.zeros((0, 0))
         self.tag_stems = [stems(t) for t in self.vocab]
         self.query_stems = [stems(q) for q in self.queries]
@@ -114,7 +115,7 @@ class TagRanker:
         """Mean positive PMI between tag ``t`` and the query's words over the bank's queries
         (``leave_out``: a bank row whose own words and tags do not count)."""
         own = self.query_stems[leave_out] if leave_out is not None else set()
-        held = leave_out is not None and t in set(self.holds[leave_out].tolist())
+        held = leave_out is not None and t in self._held[leave_out]
         n = len(self.queries) - (leave_out is not None)
         n_t = self.tag_n[t] - held
         if n_t <= 0 or not words:
