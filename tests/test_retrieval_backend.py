@@ -132,3 +132,13 @@ def test_packaged_bank_with_minilm_tags_unseen_queries_sensibly(cache_dir):
     code_tags, german_tags = [t["tag"] for t in code.tags], [t["tag"] for t in german.tags]
     assert "python programming" in code_tags and "translation" in german_tags
     assert 2 <= len(code_tags) <= 5
+
+
+def test_a_bank_too_small_to_fit_the_ranker_fails_each_row_clearly(tmp_path, cache_dir):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(BANK[0]) + "\n", encoding="utf-8")
+    tagger = instag_hf.Tagger(backend=RetrievalBackend(bank=str(path), embedder=bow), cache_dir=cache_dir)
+    out = tagger.map(Dataset.from_dict({"messages": [[{"role": "user", "content": "reverse a string"}]]}))
+    assert out[schema.STATUS] != [schema.OK] and "too small to fit a tag ranker" in out[schema.ERROR][0]
+    voted = instag_hf.Tagger(backend=RetrievalBackend(bank=str(path), embedder=bow, method="vote"), cache_dir=cache_dir)
+    assert voted.tag_queries(["reverse a string"])[0].status == schema.OK
