@@ -21,8 +21,8 @@ request). :class:`TagRanker` scores every candidate from a few signals instead:
 The weights come from the bank alone (leave-one-out: each bank query is tagged from
 the rest of the bank and its own tags say which candidates were right, a candidate
 counting as right when its cosine to one of them is at least 0.8; the ``cue`` counts
-then leave that query out too), so the reference set we score on is never seen. Fitting takes seconds; the weights depend only on the
-bank, ``k`` and the embedder.
+then leave that query out too), so the reference set we score on is never seen.
+Fitting takes seconds; the weights depend only on the bank, ``k`` and the embedder.
 """
 
 from __future__ import annotations

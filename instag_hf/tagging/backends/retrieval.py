@@ -189,7 +189,8 @@ class RetrievalBackend(Backend):
             return self._ranker
 
     def tags_for(self, queries: Sequence[str]) -> list[list[tuple[str, float, int]]]:
-        """Voted ``(tag, weight, neighbours)`` per query.
+        """``(tag, score, neighbours holding it)`` per query, best first; the score is the
+        ranker's probability, or the vote weight with ``method="vote"``.
 
         A query holding source code votes among the bank's ``code`` rows only: a sentence
         encoder reads a function stub by its topic ("count the vowels") and would match
