@@ -11,7 +11,7 @@ from datasets import Dataset
 import instag_hf
 from instag_hf import schema
 from instag_hf.tagging.backends import make_backend
-from instag_hf.tagging.backends.retrieval import RetrievalBackend, vote_tags
+from instag_hf.tagging.backends.retrieval import RetrievalBackend, looks_like_code, vote_tags
 from instag_hf.tagging.fewshot import Example
 
 
@@ -142,3 +142,29 @@ def test_a_bank_too_small_to_fit_the_ranker_fails_each_row_clearly(tmp_path, cac
     assert out[schema.STATUS] != [schema.OK] and "too small to fit a tag ranker" in out[schema.ERROR][0]
     voted = instag_hf.Tagger(backend=RetrievalBackend(bank=str(path), embedder=bow, method="vote"), cache_dir=cache_dir)
     assert voted.tag_queries(["reverse a string"])[0].status == schema.OK
+
+
+@pytest.mark.parametrize("text", [
+    "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n    \"\"\"Any two closer than threshold?\"\"\"\n",
+    "const hasCloseElements = (numbers, threshold) => {\n",
+    "/*\nCheck if two numbers are closer than the threshold.\n*/\nbool has_close_elements(vector<float> numbers, float threshold){\n",
+    "// WordWrap breaks text into lines.\n//   WordWrap(\"a b\", 1) => []string{\"a\", \"b\"}\nfunc WordWrap(text string, width int) []string {\n",
+    "# Keeps truthy values.\n# compact({a: 1})\ndef compact_params(params)\nend\n",
+    "Complete this bash function:\n\n# backup_dir SRC DEST\nbackup_dir() {\n",
+    "double median(std::vector<int> v) {\n    // ???\n}\n",
+    "function y = clip_outliers(x, k)\n% clamp values\n",
+])
+def test_the_code_gate_sees_stubs_in_many_languages(text):
+    assert looks_like_code(text)
+
+
+@pytest.mark.parametrize("text", [
+    "What is the relation between the given pairs? Input: Night : Day :: Right : ?",
+    "Write a Go function that parses a duration string like 1h30m into seconds.",
+    "Give three tips for staying healthy (diet, sleep, exercise).",
+    "# My trip\nWe went to Lisbon (in May) and loved it.\nWhat should we see next time?",
+    "# Recipe\n## Ingredients\nFlour (2 cups)\nSugar = 1 cup\n% of daily value: 10",
+    "Summarize: The committee (chaired by Ana) met on Monday; it approved the budget.",
+])
+def test_the_code_gate_leaves_prose_alone(text):
+    assert not looks_like_code(text)

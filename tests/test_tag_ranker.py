@@ -135,3 +135,16 @@ def test_the_cue_needs_the_words_a_tag_s_bank_queries_share_and_leaves_a_row_out
         assert ranker.cue(t, stems(text), leave_out=0) == pytest.approx(
             without.cue(without.vocab.index("length constraint"), stems(text)))
     assert ranker.cue(t, stems("shorten to 9 words"), leave_out=0) != ranker.cue(t, stems("shorten to 9 words"))
+
+
+def test_code_agreement_follows_whether_the_tag_s_bank_queries_hold_code():
+    queries = ["def f(x):\n    pass", "def g(y):\n    pass", "explain recursion simply", "what is a loop"]
+    tags = [["code completion", "python programming"], ["code completion"], ["explanation request"],
+            ["explanation request", "python programming"]]
+    ranker = TagRanker(queries, tags, bow(queries), bow, k=4, is_code=lambda text: text.startswith("def "))
+    sims = np.array([0.9, 0.8, 0.7, 0.6])
+    column = FEATURES.index("code_agreement")
+    for text, expected in (("def h(z):", {"code completion": 1.0, "explanation request": 0.0, "python programming": 0.5}),
+                           ("explain a loop", {"code completion": 0.0, "explanation request": 1.0, "python programming": 0.5})):
+        ids, X, _ = ranker.features(sims, bow([text])[0], text)
+        assert {ranker.vocab[t]: x for t, x in zip(ids, X[:, column])} == pytest.approx(expected)

@@ -16,7 +16,9 @@ request). :class:`TagRanker` scores every candidate from a few signals instead:
 - ``word_overlap``: the share of the tag's words the query contains (by a 5-letter stem);
 - ``cue``: the mean positive PMI, over the bank, between the tag and the query's words,
   so a tag whose bank queries say "words" or "sentences" ("length constraint") needs
-  the query to say so too, however close the neighbours' topics.
+  the query to say so too, however close the neighbours' topics;
+- ``code_agreement``: the share of the tag's bank queries that hold code, or that do
+  not when the query holds none ("code completion" presupposes code to complete).
 
 The weights come from the bank alone (leave-one-out: each bank query is tagged from
 the rest of the bank and its own tags say which candidates were right, a candidate
@@ -33,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 FEATURES = ("votes_top3", "votes", "first_holder", "soft_votes", "tag_query_cos", "nearest_cos", "word_overlap",
-            "tag_query_rank", "cue")
+            "tag_query_rank", "cue", "code_agreement")
 #: A candidate counts as right (training) and two tags as one (selection) at this cosine, the fuzzy F1's.
 SAME_TAG = 0.8
 _WORD = re.compile(r"[a-z0-9+#]+")
@@ -79,15 +81,19 @@ class TagRanker:
         Callable from tag strings to unit embeddings (the same encoder as ``vectors``).
     k:
         Neighbours whose tags are candidates.
+    is_code:
+        Whether a text holds source code (the retrieval backend passes its code detector).
     """
 
     def __init__(self, queries: Sequence[str], tags_of: Sequence[Sequence[str]], vectors: np.ndarray,
-                 tag_vectors: Callable[[list[str]], np.ndarray], k: int = 20):
+                 tag_vectors: Callable[[list[str]], np.ndarray], k: int = 20,
+                 is_code: Callable[[str], bool] = lambda text: False):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if len(queries) != len(tags_of) or len(queries) != len(vectors):
             raise ValueError(f"{len(queries)} queries, {len(tags_of)} tag lists and {len(vectors)} vectors: they must match")
         self.k = k
+        self.is_code = is_code
         self.queries = list(queries)
         self.vectors = vectors
         self.vocab = sorted({t for tags in tags_of for t in tags})
@@ -100,14 +106,18 @@ class TagRanker:
         self.df: dict[str, int] = {}
         self.tag_df: list[dict[str, int]] = [{} for _ in self.vocab]
         self.tag_n = np.zeros(len(self.vocab))
-        for words, held in zip(self.query_stems, self.holds):
+        self.code_rows = np.array([bool(is_code(q)) for q in self.queries])
+        self.code_share = np.zeros(len(self.vocab))
+        for words, held, code in zip(self.query_stems, self.holds, self.code_rows):
             for w in words:
                 self.df[w] = self.df.get(w, 0) + 1
             for t in held:
                 self.tag_n[t] += 1
+                self.code_share[t] += code
                 counts = self.tag_df[t]
                 for w in words:
                     counts[w] = counts.get(w, 0) + 1
+        self.code_share /= np.maximum(self.tag_n, 1)
         self.weights: np.ndarray | None = None
         self.mean = self.scale = None
 
@@ -166,7 +176,8 @@ class TagRanker:
         words = stems(text)
         overlap = np.array([len(self.tag_stems[t] & words) / max(1, len(self.tag_stems[t])) for t in ids])
         cue = np.array([self.cue(int(t), words, leave_out) for t in ids])
-        X = np.column_stack([votes3, votes, first, soft, cos, np.full(ids.size, best), overlap, rank_of, cue])
+        agreement = self.code_share[ids] if self.is_code(text) else 1.0 - self.code_share[ids]
+        X = np.column_stack([votes3, votes, first, soft, cos, np.full(ids.size, best), overlap, rank_of, cue, agreement])
         return ids, X, holders.astype(np.int64)
 
     def fit(self, code_rows: np.ndarray | None = None, is_code: Callable[[int], bool] | None = None,

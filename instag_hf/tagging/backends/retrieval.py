@@ -37,20 +37,28 @@ from .local import query_of
 
 
 #: Versions of the two methods; bump one when what it answers for the same bank changes.
-METHODS = {"ranker": "ranker+code-gate@1", "vote": "vote+code-gate@1"}
+METHODS = {"ranker": "ranker+code-gate@2", "vote": "vote+code-gate@2"}
 #: Per method: k, max_tags.
 _DEFAULTS = {"ranker": (20, 5), "vote": (3, 4)}
 _RANKERS: dict[tuple, object] = {}
 _RANKERS_LOCK = threading.Lock()
 
 _CODE = re.compile(
-    r"```|^\s*>>>|^\s*(def|class)\s+\w+.*:\s*$|#include\s*<"
-    r"|^\s*(public|private|protected|static|func|fn|function|void|int)\b[^\n]*[({]\s*$",
+    r"```|^\s*>>>|#include\s*<"
+    r"|^\s*(def|class)\s+\w+.*:\s*$"  # Python signature
+    r"|^\s*def\s+\w+[!?]?\s*(\(.*\))?\s*$"  # Ruby signature
+    r"|^\s*(public|private|protected|static|func|fn|function|void|int)\b[^\n]*[({]\s*$"
+    r"|^\s*function\b[^\n]*\("  # JavaScript, MATLAB
+    r"|^[^\n]*\([^\n]*\)[^\n]*\{\s*$"  # any signature opening a brace: C, C++, Go, bash, Rust
+    r"|=>\s*\{?\s*$"  # arrow function
+    r"|^\s*/\*"  # block or doc comment
+    r"|^\s*//[^\n]*\n\s*//[^\n]*\n[^\n]*[(=][^\n]*$",  # comment lines over a signature
     re.MULTILINE)
 
 
 def looks_like_code(text: str) -> bool:
-    """The query holds source code (a fence, a doctest, a signature, several lines ending in ``;``/``{``)."""
+    """The query holds source code: a fence, a doctest, a signature (Python, Ruby, C-family, Go,
+    JavaScript, MATLAB, shell), a doc comment, or several lines ending in ``;``/``{``."""
     return bool(_CODE.search(text)) or len(re.findall(r"[;{]\s*$", text, re.MULTILINE)) >= 2
 
 
@@ -243,6 +251,6 @@ def _fit_ranker(bank: FewShotBank, k: int):
     encoder = bank.embedder()
     examples = bank.examples
     ranker = TagRanker([e.query for e in examples], [e.tags for e in examples], bank.vectors(),
-                       lambda tags: embed(tags, encoder)[0], k=k)
+                       lambda tags: embed(tags, encoder)[0], k=k, is_code=looks_like_code)
     code_rows = _code_rows(bank)
     return ranker.fit(code_rows if code_rows.any() else None, lambda i: looks_like_code(examples[i].query))
