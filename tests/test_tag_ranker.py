@@ -66,8 +66,8 @@ def test_fit_learns_that_agreeing_neighbours_beat_one_neighbours_quirk():
 def test_a_code_gate_in_training_sees_only_the_rows_it_allows():
     queries, tags = topic_bank(4)
     allowed = np.array([i < 4 for i in range(len(queries))])  # only the sorting rows
-    ranker = TagRanker(queries, tags, bow(queries), bow, k=3)
-    ranker.fit(allowed, lambda i: True)
+    ranker = TagRanker(queries, tags, bow(queries), bow, k=3, is_code=lambda text: True)
+    ranker.fit(allowed)
     sims = bow(["capital country"])[0] @ bow(queries).T
     sims = np.where(allowed, sims, -np.inf)
     picked = {t for t, _, _ in ranker.rank(sims, bow(["capital country"])[0], "capital country", 0.01, 10)}

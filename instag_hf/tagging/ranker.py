@@ -106,9 +106,9 @@ class TagRanker:
         self.df: dict[str, int] = {}
         self.tag_df: list[dict[str, int]] = [{} for _ in self.vocab]
         self.tag_n = np.zeros(len(self.vocab))
-        self.code_rows = np.array([bool(is_code(q)) for q in self.queries])
+        self.holds_code = np.array([bool(is_code(q)) for q in self.queries])
         self.code_share = np.zeros(len(self.vocab))
-        for words, held, code in zip(self.query_stems, self.holds, self.code_rows):
+        for words, held, code in zip(self.query_stems, self.holds, self.holds_code):
             for w in words:
                 self.df[w] = self.df.get(w, 0) + 1
             for t in held:
@@ -180,12 +180,11 @@ class TagRanker:
         X = np.column_stack([votes3, votes, first, soft, cos, np.full(ids.size, best), overlap, rank_of, cue, agreement])
         return ids, X, holders.astype(np.int64)
 
-    def fit(self, code_rows: np.ndarray | None = None, is_code: Callable[[int], bool] | None = None,
-            chunk: int = 512) -> TagRanker:
+    def fit(self, code_rows: np.ndarray | None = None, chunk: int = 512) -> TagRanker:
         """Fit the weights leave-one-out on the bank (see the module docstring).
 
-        ``code_rows`` / ``is_code``: the bank rows a code query may vote with, and which
-        bank queries are code, so training sees the same gate as tagging.
+        ``code_rows``: the bank rows a query holding code (by ``is_code``) may vote with,
+        so training sees the same gate as tagging.
         """
         n = len(self.holds)
         Xs, ys = [], []
@@ -195,7 +194,7 @@ class TagRanker:
                 i = start + offset
                 sims = sims.astype(np.float64)
                 sims[i] = -np.inf
-                if code_rows is not None and is_code is not None and is_code(i):
+                if code_rows is not None and self.holds_code[i]:
                     sims = np.where(code_rows, sims, -np.inf)
                 ids, X, _ = self.features(sims, self.vectors[i], self.queries[i], leave_out=i)
                 if ids.size == 0 or self.holds[i].size == 0:

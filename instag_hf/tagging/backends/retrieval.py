@@ -253,4 +253,4 @@ def _fit_ranker(bank: FewShotBank, k: int):
     ranker = TagRanker([e.query for e in examples], [e.tags for e in examples], bank.vectors(),
                        lambda tags: embed(tags, encoder)[0], k=k, is_code=looks_like_code)
     code_rows = _code_rows(bank)
-    return ranker.fit(code_rows if code_rows.any() else None, lambda i: looks_like_code(examples[i].query))
+    return ranker.fit(code_rows if code_rows.any() else None)
