@@ -9,6 +9,7 @@ import logging
 import os
 
 from . import schema
+from .redact import RedactingFilter
 from .analysis.metrics import (
     Analysis,
     DatasetMetrics,
@@ -57,6 +58,7 @@ _logger = logging.getLogger(__name__)
 if not _logger.handlers:
     _handler = logging.StreamHandler()
     _handler.setFormatter(logging.Formatter("[instag_hf] %(message)s"))
+    _handler.addFilter(RedactingFilter())
     _logger.addHandler(_handler)
     _logger.setLevel(_verbosity(os.environ.get("INSTAG_HF_VERBOSITY", "")))
     _logger.propagate = False

@@ -18,15 +18,17 @@ OK = "ok"
 PARSE_ERROR = "parse_error"
 EMPTY_QUERY = "empty_query"
 TRUNCATED = "truncated"
+#: the model's answer was cut at the token budget, also when asked again with a larger one
+ANSWER_TRUNCATED = "answer_truncated"
 BACKEND_ERROR = "backend_error"
-STATUSES = (OK, TRUNCATED, PARSE_ERROR, EMPTY_QUERY, BACKEND_ERROR)
+STATUSES = (OK, TRUNCATED, ANSWER_TRUNCATED, PARSE_ERROR, EMPTY_QUERY, BACKEND_ERROR)
 
 #: the statuses whose tags are usable: ``truncated`` rows were tagged on a cut query
 TAGGED_STATUSES = frozenset({OK, TRUNCATED})
 
 # A sample's status is the most severe of its turns' (empty turns of a multi-turn
 # sample are skipped; a sample with no text at all is ``empty_query``).
-SEVERITY = {OK: 0, TRUNCATED: 1, PARSE_ERROR: 2, BACKEND_ERROR: 3}
+SEVERITY = {OK: 0, TRUNCATED: 1, ANSWER_TRUNCATED: 2, PARSE_ERROR: 3, BACKEND_ERROR: 4}
 
 TAG_ITEM = {"tag": Value("string"), "explanation": Value("string")}
 

@@ -21,7 +21,7 @@ PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, ImportError, LookupE
 class GenerationParams:
     """Decoding settings; part of the cache key and of published cards."""
 
-    max_new_tokens: int = 256
+    max_new_tokens: int = 512
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
 
@@ -39,6 +39,15 @@ class Completion:
     completion_tokens: int | None = None
     #: the backend's :meth:`Backend.request_options` really used, where they changed mid-run
     options: dict | None = None
+    #: why generation stopped: ``"stop"`` (the answer is complete), ``"length"`` (cut at the
+    #: token budget), ``"content_filter"``, or None where the backend cannot tell
+    finish_reason: str | None = None
+
+
+#: ``Completion.finish_reason`` values the Tagger acts on
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+FINISH_CONTENT_FILTER = "content_filter"
 
 
 class Backend(ABC):
