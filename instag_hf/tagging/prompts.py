@@ -61,6 +61,20 @@ INSTAGGER_PROMPT = (
     '"explanation": str}}.\nUser query: {query}'
 )
 
+# The InsTag paper's own ChatGPT prompt (its prompt table), sentence for sentence: the system
+# sentence as the system message, the instruction, "Query:" with the query, and "Assistant:".
+PAPER_SYSTEM = "You are a helpful assistant."
+PAPER_PROMPT = (
+    "Please identify tags of user intentions in the following user query and explain each tag. "
+    'Please respond in the JSON format {{"tag": str, "explanation": str}}.\n'
+    "Query: {query}\n"
+    "Assistant:"
+)
+
+#: answer budget of the templates that ask for tags with explanations; the tools that run
+#: InsTagger use 512 to 1024 new tokens, and a cut answer is asked again with a larger one
+TAGGING_MAX_NEW_TOKENS = 512
+
 _FEW_SHOT = (
     (
         "Write a Flask endpoint that creates and deletes users, returns JSON and handles errors.",
@@ -128,7 +142,7 @@ class Template:
     vicuna: bool = False
     stop: tuple[str, ...] = ()
     #: default answer budget when the Tagger is not given one
-    max_new_tokens: int = 256
+    max_new_tokens: int = TAGGING_MAX_NEW_TOKENS
     description: str = ""
     #: few-shot examples taken per query from the packaged bank (:mod:`.fewshot`) instead of ``few_shot``
     retrieve: int = 0
@@ -163,21 +177,39 @@ TEMPLATES: dict[str, Template] = {
     for t in (
         Template(
             name="teacher",
-            version="1",
+            version="2",  # 2: answer budget 256 -> 512
             user=TEACHER_PROMPT,
             description="Zero-shot teacher prompt of the paper (ChatGPT/GPT-4), in our own wording.",
         ),
         Template(
             name="vicuna_v1.1",
-            version="1",
+            version="2",  # 2: answer budget 256 -> 512; engines feed the tokenizer's BOS
             user=INSTAGGER_PROMPT,
             system=VICUNA_SYSTEM,
             vicuna=True,
-            description="InsTagger (OFA-Sys/InsTagger, LLaMA-2-7B): FastChat Vicuna v1.1; exact template unconfirmed by the authors.",
+            description="InsTagger (OFA-Sys/InsTagger, LLaMA-2-7B): the paper's instruction with the query in "
+                        "FastChat Vicuna v1.1, as the tools that run InsTagger use it; unconfirmed by the authors.",
+        ),
+        Template(
+            name="vicuna_v1.1_raw",
+            version="1",
+            user="{query}",
+            system=VICUNA_SYSTEM,
+            vicuna=True,
+            description="InsTagger, the other reading: the query alone as the user turn under the Vicuna v1.1 "
+                        "system line (what a maintainer said of the later Qwen tagger); unconfirmed.",
+        ),
+        Template(
+            name="paper",
+            version="1",
+            user=PAPER_PROMPT,
+            system=PAPER_SYSTEM,
+            description="The InsTag paper's ChatGPT prompt, verbatim (system sentence, instruction, "
+                        "'Query:', 'Assistant:'); for chat APIs.",
         ),
         Template(
             name="chatml",
-            version="1",
+            version="2",  # 2: answer budget 256 -> 512
             user="{query}",
             system="You are a helpful assistant.",
             description="Qwen-1.8B InsTagger: ChatML with the raw query as the user turn.",
@@ -211,7 +243,8 @@ TEMPLATES: dict[str, Template] = {
 
 
 def get_template(template: str | Template) -> Template:
-    """A template by name (``"teacher"``, ``"vicuna_v1.1"``, ``"chatml"``, ``"fewshot"``, ``"fewshot_retrieval"``) or as given."""
+    """A template by name (one of :data:`TEMPLATES`: ``"teacher"``, ``"paper"``, ``"vicuna_v1.1"``,
+    ``"vicuna_v1.1_raw"``, ``"chatml"``, ``"fewshot"``, ``"fewshot_retrieval"``) or as given."""
     if isinstance(template, Template):
         return template
     name = template.split("@", 1)[0]
