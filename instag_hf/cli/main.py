@@ -125,7 +125,7 @@ def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch
 
 
 def _write_summary(out: Path, tagger, parts: dict) -> None:
-    record = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.backend.stats(),
+    record = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.configured_backend.stats(),
               "datasets": parts}
     (out / "summary.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
     print(f"\n{tagger.summary()}")

@@ -53,7 +53,7 @@ STRATEGY_TITLES = {
 
 COLUMN_DOCS = {
     schema.TAGS: "`List({tag, explanation})`: de-duplicated union of the tags of every user turn",
-    schema.STATUS: "`ok`, `truncated`, `parse_error`, `empty_query` or `backend_error`",
+    schema.STATUS: "`ok`, `truncated`, `answer_truncated`, `parse_error`, `empty_query` or `backend_error`",
     schema.ERROR: "why a row is not `ok` (empty otherwise)",
     schema.TURN_TAGS: "tags of each user turn, in order",
     schema.TURN_STATUS: "status of each user turn",

@@ -177,13 +177,13 @@ TEMPLATES: dict[str, Template] = {
     for t in (
         Template(
             name="teacher",
-            version="2",  # 2: answer budget 256 -> 512
+            version="1",
             user=TEACHER_PROMPT,
             description="Zero-shot teacher prompt of the paper (ChatGPT/GPT-4), in our own wording.",
         ),
         Template(
             name="vicuna_v1.1",
-            version="2",  # 2: answer budget 256 -> 512; engines feed the tokenizer's BOS
+            version="1",
             user=INSTAGGER_PROMPT,
             system=VICUNA_SYSTEM,
             vicuna=True,
@@ -209,7 +209,7 @@ TEMPLATES: dict[str, Template] = {
         ),
         Template(
             name="chatml",
-            version="2",  # 2: answer budget 256 -> 512
+            version="1",
             user="{query}",
             system="You are a helpful assistant.",
             description="Qwen-1.8B InsTagger: ChatML with the raw query as the user turn.",

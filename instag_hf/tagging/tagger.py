@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import unicodedata
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from .. import schema
 from .answers import answer_requests
 from .backends import Backend, GenerationParams, make_backend
+from .backends.base import FINISH_LENGTH
 from .cache import RequestCache, namespace_hash, request_key
 from .parsing import parse_tags
 from .prompts import Template, get_template
@@ -27,6 +30,9 @@ _ANNOUNCED: set[str] = set()
 # Context a query must at least get, and tokens kept free for special tokens (BOS, ...).
 MIN_QUERY_ROOM = 256
 CONTEXT_MARGIN = 8
+#: an answer cut at the token budget is asked once more with this many times the budget
+#: (at most what the model's context leaves after the prompt)
+REASK_FACTOR = 4
 
 
 @dataclass
@@ -48,6 +54,12 @@ class TagStats:
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: answers cut at the token budget and asked again with a larger one
+    reasked: int = 0
+    #: rows whose whole map output ``datasets`` served from its own cache (no request was looked up)
+    dataset_cache_rows: int = 0
+    #: rows tagged in ``map(num_proc=...)`` worker processes, whose counters stay there
+    worker_rows: int = 0
     statuses: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
@@ -55,8 +67,15 @@ class TagStats:
 
     def summary(self) -> str:
         st = ", ".join(f"{k}={v}" for k, v in sorted(self.statuses.items()))
-        return (f"{self.rows} rows, {self.turns} turns, {self.requests} model requests, "
-                f"{self.cache_hits} cache hits; row statuses: {st or 'none'}")
+        notes = []
+        if self.dataset_cache_rows:
+            notes.append(f"{self.dataset_cache_rows} served by datasets' cache of an identical earlier map")
+        if self.worker_rows:
+            notes.append(f"{self.worker_rows} tagged in worker processes, whose requests are not counted here")
+        rows = f"{self.rows} rows" + (f" ({'; '.join(notes)})" if notes else "")
+        reasked = f", {self.reasked} cut answers asked again with a larger budget" if self.reasked else ""
+        return (f"{rows}, {self.turns} turns, {self.requests} model requests, "
+                f"{self.cache_hits} request-cache hits{reasked}; row statuses: {st or 'none'}")
 
 
 class Tagger:
@@ -125,7 +144,9 @@ class Tagger:
         self._init_runtime()
 
     def _init_runtime(self) -> None:
-        self._backend: Backend | None = None
+        self._backend: Backend | None = None  # the backend this process tags with
+        self._configured_backend: Backend | None = None  # built for its identity only; never generates
+        self._nonce = os.urandom(8).hex()
         self._template: Template | None = None
         self._formats: dict[tuple, QueryFormat] = {}
         self._budget: int | None = None
@@ -136,13 +157,24 @@ class Tagger:
 
     # Pickled as configuration plus the resolved identity (no model is loaded for it): the
     # ``datasets`` fingerprint changes with the backend really used (``backend="auto"`` reads
-    # the environment), and num_proc workers stay cheap to start.
+    # the environment), and num_proc workers stay cheap to start. The request cache's failure
+    # epoch is part of it too: after a run in which requests failed, the same command is not
+    # served ``datasets``' cached map output but re-maps, answering what succeeded from the
+    # request cache and asking again exactly what failed.
     def __getstate__(self):
         try:
             identity = self.namespace()
         except (RuntimeError, ValueError, ImportError) as exc:  # no backend can run here: map will say why
             identity = {"unresolved": f"{type(exc).__name__}: {exc}"}
-        return {"config": self._config, "identity": identity}
+        return {"config": self._config, "identity": identity, "failures": self._failure_epoch()}
+
+    def _failure_epoch(self) -> int | str:
+        """How many requests have failed in this tagger's request cache (it only grows); without
+        a request cache, this object's own token, so no other tagger's map output is reused."""
+        if self.cache is None:
+            return self._nonce
+        epoch = getattr(self.cache, "failure_epoch", None)
+        return epoch() if epoch is not None else 0
 
     def __setstate__(self, state):
         self._config = state["config"]
@@ -154,8 +186,14 @@ class Tagger:
 
     # --- resolved lazily -------------------------------------------------------------
     @property
-    def backend(self) -> Backend:
-        if self._backend is None:
+    def configured_backend(self) -> Backend:
+        """The backend as configured: its identity, default template and options, without
+        starting it. A process that only describes or fingerprints the tagger (the parent of a
+        rank-sharded or Ray run) uses this and never loads a model or starts an engine; the
+        first process that tags takes it over as :attr:`backend`."""
+        if self._backend is not None:
+            return self._backend
+        if self._configured_backend is None:
             cfg = self._config
             known = {"backend", "model", "template", "batch_size", "max_query_tokens", "max_new_tokens",
                      "temperature", "cache_dir", "use_cache", "query_column", "format", "revision", "progress"}
@@ -163,8 +201,16 @@ class Tagger:
             defaults = {"progress": cfg["progress"]}  # for a backend that waits (the Batch API) ...
             if self.cache is not None:  # ... and keeps its journal beside the cache
                 defaults["cache_dir"] = str(self.cache.directory)
-            self._backend = make_backend(cfg["backend"], model=cfg["model"], revision=cfg["revision"],
-                                         defaults=defaults, **options)
+            self._configured_backend = make_backend(cfg["backend"], model=cfg["model"], revision=cfg["revision"],
+                                                    defaults=defaults, **options)
+        return self._configured_backend
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this process tags with (may load its model on first use)."""
+        if self._backend is None:
+            backend = self.configured_backend
+            self._backend, self._configured_backend = backend, None
             if self.cache is not None:
                 found = self.cache.get_many([self._learned_key()])
                 if found:
@@ -179,7 +225,7 @@ class Tagger:
     def template(self) -> Template:
         if self._template is None:
             name = self._config["template"]
-            self._template = get_template(name if name is not None else self.backend.default_template)
+            self._template = get_template(name if name is not None else self.configured_backend.default_template)
         return self._template
 
     @property
@@ -200,7 +246,8 @@ class Tagger:
         the backend's identity (server, model, revision, request and engine options), the
         template id and the generation parameters. Each request's key adds the backend's
         :meth:`~instag_hf.tagging.backends.Backend.request_options` as really sent."""
-        return {"backend": self.backend.identity(), "template": self.template.id, "params": self.params.as_dict()}
+        return {"backend": self.configured_backend.identity(), "template": self.template.id,
+                "prompt": "text" if self.template.vicuna else "chat", "params": self.params.as_dict()}
 
     def cache_key(self, query: str) -> str:
         """The request-cache key of ``query`` as the next request would send it."""
@@ -210,12 +257,12 @@ class Tagger:
         return namespace_hash({**self.namespace(), "request": options} if options else self.namespace())
 
     def _learned_key(self) -> str:
-        return "learned:" + request_key({"backend": self.backend.identity()}, "")
+        return "learned:" + request_key({"backend": self.configured_backend.identity()}, "")
 
     def describe(self) -> dict:
         """Settings to publish with the tags (cards, reports). Holds no secret."""
         info = {**self.namespace(), "max_query_tokens": self._config["max_query_tokens"]}
-        if getattr(self.backend, "whole_dataset", False):  # same answers as "openai", a different way of asking
+        if getattr(self.configured_backend, "whole_dataset", False):  # same answers as "openai", a different way of asking
             info["requests"] = "OpenAI Batch API (submitted as batches, collected within 24 h)"
         return info
 
@@ -233,18 +280,48 @@ class Tagger:
     def tag_queries(self, queries: Sequence[str]) -> list[TurnResult]:
         """Tag single queries (one turn each); the building block of :meth:`__call__`."""
         results, jobs = self._plan(queries)
-        answers = self._answers({key: text for key, (text, _, _) in jobs.items()})
+        requests = {key: text for key, (text, _, _) in jobs.items()}
+        answers = self._reask_cut(requests, self._answers(requests))
         for key, (_, rows, cut) in jobs.items():
-            answer = answers[key]
-            if answer.get("error"):
-                result = TurnResult([], schema.BACKEND_ERROR, answer["error"])
-            else:
-                parsed = parse_tags(answer["text"])
-                status = schema.TRUNCATED if (cut and parsed.status == schema.OK) else parsed.status
-                result = TurnResult(parsed.tags, status, parsed.error)
+            result = _turn_result(answers[key], cut)
             for i in rows:
                 results[i] = result
         return results  # type: ignore[return-value]
+
+    def _reask_cut(self, requests: Mapping[str, str], answers: dict[str, dict]) -> dict[str, dict]:
+        """Ask each answer cut at the token budget once more with :data:`REASK_FACTOR` times
+        the budget (at most what the context leaves); an answer cut again, or one with no
+        room to grow, is marked so that it becomes ``answer_truncated``. Both answers are
+        cached under their own generation parameters, so a rerun re-pays neither."""
+        cut = [k for k, a in answers.items() if not a.get("error") and a.get("finish_reason") == FINISH_LENGTH]
+        if not cut:
+            return answers
+        first = self.params.max_new_tokens
+        by_budget: dict[int, list[str]] = {}
+        for key in cut:
+            by_budget.setdefault(self._reask_budget(requests[key]), []).append(key)
+        answers = dict(answers)
+        for budget, keys in sorted(by_budget.items()):
+            if budget <= first:
+                for key in keys:
+                    answers[key] = {**answers[key], "budgets": [first]}
+                continue
+            params = replace(self.params, max_new_tokens=budget)
+            again = self._answers({key: requests[key] for key in keys}, params)
+            self.stats.reasked += len(keys)
+            for key in keys:
+                answers[key] = {**again[key], "budgets": [first, budget]}
+        return answers
+
+    def _reask_budget(self, query: str) -> int:
+        """The larger answer budget for a cut answer to ``query``."""
+        budget = self.params.max_new_tokens * REASK_FACTOR
+        context = self.backend.context_length()
+        if context:
+            used = self.backend.prompt_tokens(self.template.render(query))
+            if used is not None:
+                budget = min(budget, context - used - CONTEXT_MARGIN)
+        return budget
 
     def _plan(self, queries: Sequence[str]) -> tuple[list, dict[str, tuple[str, list[int], bool]]]:
         """Results of the turns that need no model, and per request key: (text sent, turns, was cut)."""
@@ -255,6 +332,10 @@ class Tagger:
             text = query if isinstance(query, str) else ("" if query is None else str(query))
             if not text.strip():
                 results[i] = TurnResult([], schema.EMPTY_QUERY, "no text in this user turn")
+                continue
+            if not _has_words(text):
+                results[i] = TurnResult([], schema.EMPTY_QUERY,
+                                        "no letter or digit in this user turn (only symbols, emoji or invisible characters)")
                 continue
             cut = False
             size = len(text.encode("utf-8", "surrogatepass"))  # a token covers at least one byte
@@ -290,12 +371,26 @@ class Tagger:
             self._budget = limit
         return self._budget
 
-    def _answers(self, requests: Mapping[str, str]) -> dict[str, dict]:
-        """Answer records per key: from the cache, else from the backend (then cached)."""
+    def _answers(self, requests: Mapping[str, str], params: GenerationParams | None = None) -> dict[str, dict]:
+        """Answer records per key: from the cache, else from the backend (then cached).
+
+        ``params`` other than the tagger's own (a larger budget for a cut answer) change what is
+        asked, so each request is cached under the key of what was really asked; the records
+        come back under the given keys."""
+        if params is not None and params != self.params:
+            keyed = {self._key(text, params): key for key, text in requests.items()}
+            found = self._ask({new: requests[old] for new, old in keyed.items()}, params)
+            return {old: found[new] for new, old in keyed.items()}
         settled = {k: self._settled[k] for k in requests if k in self._settled}
-        if settled:
-            rest = {k: v for k, v in requests.items() if k not in settled}
-            return {**settled, **(self._answers(rest) if rest else {})}
+        rest = {k: v for k, v in requests.items() if k not in settled}
+        return {**settled, **(self._ask(rest, self.params) if rest else {})}
+
+    def _key(self, text: str, params: GenerationParams) -> str:
+        options = self.backend.request_options()
+        namespace = {**self.namespace(), "params": params.as_dict()}
+        return request_key(namespace_hash({**namespace, "request": options} if options else namespace), text)
+
+    def _ask(self, requests: Mapping[str, str], params: GenerationParams) -> dict[str, dict]:
         template = self.template
 
         def count(key: str, c) -> None:
@@ -304,12 +399,13 @@ class Tagger:
             self.stats.prompt_tokens += c.prompt_tokens or 0
 
         def rekey(key: str, options: dict) -> str:
-            return request_key(self._request_namespace(options), requests[key])
+            namespace = {**self.namespace(), "params": params.as_dict(), "request": options}
+            return request_key(namespace_hash(namespace), requests[key])
 
         learned = self.backend.learned()
         found, cached = answer_requests(
             sorted(requests, key=lambda k: len(requests[k])), lambda k: template.render(requests[k]), self.backend,
-            self.params, cache=self.cache, batch_size=self._config["batch_size"],
+            params, cache=self.cache, batch_size=self._config["batch_size"],
             progress="Tagging queries" if self._config["progress"] else None, on_completion=count, rekey=rekey)
         self.stats.cache_hits += cached
         if self.cache is not None and self.backend.learned() != learned:
@@ -372,13 +468,24 @@ class Tagger:
         if isinstance(dataset, (Dataset, IterableDataset)) and dataset.features is not None:
             kept = {k: v for k, v in dataset.features.items() if k not in schema.TAG_FEATURES}
             map_kwargs.setdefault("features", schema.Features({**kept, **schema.TAG_FEATURES}))
-        if isinstance(dataset, Dataset) and getattr(self.backend, "whole_dataset", False):
+        rows_before = self.stats.rows
+        if isinstance(dataset, Dataset) and getattr(self.configured_backend, "whole_dataset", False):
             try:  # the Batch API: submit every query at once, then map from the answers
                 self._settled = self._answers(self._dataset_requests(dataset))
-                return dataset.map(self, **map_kwargs)
+                out = dataset.map(self, **map_kwargs)
             finally:
                 self._settled = {}
-        return dataset.map(self, **map_kwargs)
+        else:
+            out = dataset.map(self, **map_kwargs)
+        if isinstance(out, Dataset) and self.stats.rows == rows_before and len(out):
+            # no row went through this process: datasets' own cache or worker processes served them
+            self.stats.rows += len(out)
+            self.stats.statuses.update(out[schema.STATUS])
+            if (map_kwargs.get("num_proc") or 1) > 1:
+                self.stats.worker_rows += len(out)
+            else:
+                self.stats.dataset_cache_rows += len(out)
+        return out
 
     def _dataset_requests(self, dataset) -> dict[str, str]:
         """``key -> text`` of every request tagging ``dataset`` makes."""
@@ -386,6 +493,28 @@ class Tagger:
         queries = [turn for batch in dataset.iter(batch_size=1000) for turns in extract_batch(batch, fmt)
                    for turn in turns]
         return {key: text for key, (text, _, _) in self._plan(queries)[1].items()}
+
+
+def _has_words(text: str) -> bool:
+    """Whether ``text`` holds a letter or a digit (a turn of emoji or zero-width characters holds none)."""
+    return any(unicodedata.category(c)[0] in "LN" for c in text)
+
+
+def _turn_result(answer: Mapping, query_cut: bool) -> TurnResult:
+    """A turn's result from its answer record (see :meth:`Tagger._reask_cut` for ``budgets``)."""
+    if answer.get("error"):
+        return TurnResult([], schema.BACKEND_ERROR, answer["error"])
+    parsed = parse_tags(answer["text"])
+    if answer.get("finish_reason") == FINISH_LENGTH:
+        budgets = answer.get("budgets") or []
+        asked = " then ".join(str(b) for b in budgets) or "the"
+        dropped = f"; {len(parsed.tags)} tags parsed before the cut were not kept" if parsed.tags else ""
+        return TurnResult([], schema.ANSWER_TRUNCATED,
+                          f"the answer was cut at the token budget ({asked} new tokens){dropped}: "
+                          f"raise max_new_tokens (or max_model_len)")
+    status = schema.TRUNCATED if (query_cut and parsed.status == schema.OK) else parsed.status
+    error = parsed.error or (getattr(parsed, "note", "") if status in schema.TAGGED_STATUSES else "")
+    return TurnResult(parsed.tags, status, error or "")
 
 
 def _combine(per_turn: list[TurnResult]) -> dict:
