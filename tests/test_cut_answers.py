@@ -32,7 +32,7 @@ class BudgetBackend(Backend):
         return self.context
 
     def prompt_tokens(self, prompt):
-        return len(prompt.messages[-1]["content"]) // 4 if self.context else None
+        return 10 if self.context else None
 
     def generate(self, prompts, params: GenerationParams):
         out = []
@@ -96,7 +96,7 @@ def test_the_larger_budget_stops_at_what_the_context_leaves(cache_dir):
 
 
 def test_no_room_to_grow_is_answer_truncated_without_a_second_request(cache_dir):
-    t = tagger(cache_dir, max_new_tokens=40, backend_kw={"context": 60})
+    t = tagger(cache_dir, max_new_tokens=40, backend_kw={"context": 50})
     (six,) = t.tag_queries(["six of them"])
     assert six.status == "answer_truncated" and len(BudgetBackend.asked) == 1
 

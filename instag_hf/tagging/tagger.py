@@ -171,10 +171,7 @@ class Tagger:
     def _failure_epoch(self) -> int | str:
         """How many requests have failed in this tagger's request cache (it only grows); without
         a request cache, this object's own token, so no other tagger's map output is reused."""
-        if self.cache is None:
-            return self._nonce
-        epoch = getattr(self.cache, "failure_epoch", None)
-        return epoch() if epoch is not None else 0
+        return self._nonce if self.cache is None else self.cache.failure_epoch()
 
     def __setstate__(self, state):
         self._config = state["config"]
