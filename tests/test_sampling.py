@@ -11,8 +11,7 @@ from instag_hf import schema
 from instag_hf.cli.main import main
 from instag_hf.selection import LabelGraph, sample, select_indices, selection_report
 from instag_hf.selection.params import STRATEGIES
-from instag_hf.selection.sampling import _row_lists
-from instag_hf.selection.strategies import _cfd_loop, _cfd_order, _Limits
+from instag_hf.selection.strategies import Limits, cfd_loop, cfd_order, row_lists
 from instag_hf.analysis.tagsets import TagSets
 from instag_hf.reporting import render_markdown
 
@@ -282,8 +281,8 @@ def test_quotas_vectorized_cfd_equals_the_row_loop(rows, data):
     tagged = np.flatnonzero(lengths > 0)
     order = tagged[np.lexsort((tagged, -lengths[tagged]))]
     codes = np.array(groups)
-    fast = _cfd_order(ts, order, n, codes, quota).tolist()
-    slow = _cfd_loop(order.tolist(), _row_lists(ts), n, _Limits(codes, quota, [], None, len(ts.vocab)))
+    fast = cfd_order(ts, order, n, codes, quota).tolist()
+    slow = cfd_loop(order.tolist(), row_lists(ts), n, Limits(codes, quota, [], None, len(ts.vocab)))
     assert fast == slow
     assert all(fast.count(p) == 1 for p in fast)
     assert all(np.sum(codes[fast] == g) <= quota[g] for g in range(3))
@@ -317,3 +316,30 @@ def test_select_indices_reads_a_dataset_with_failed_rows():
     }, features=Features({schema.TAGS: List(schema.TAG_ITEM), schema.STATUS: Value("string")}))
     assert select_indices(ds, 3).tolist() == [0, 1, 2]
     assert select_indices(ds, 3, untagged="never").tolist() == [0]
+
+
+def test_one_options_object_serves_every_entry_point():
+    from instag_hf.selection import SelectionOptions, compare_strategies
+
+    rows = [["a", "b"], ["a"], ["c"], [], ["b", "c", "d"]]
+    options = SelectionOptions(ties="shuffle", seed=3, untagged="never")
+    assert select_indices(rows, 5, options=options).tolist() == \
+        select_indices(rows, 5, ties="shuffle", seed=3, untagged="never").tolist()
+    assert select_indices(rows, 5, options=options, untagged="last").size == 5  # a keyword overrides the object
+    ds = Dataset.from_dict({schema.NORM_TAGS: rows})
+    assert sample(ds, 3, options=options)[schema.NORM_TAGS] == sample(ds, 3, ties="shuffle", seed=3,
+                                                                       untagged="never")[schema.NORM_TAGS]
+    c = compare_strategies(ds, 3, "cfd,random", options=options, source_column=None)
+    assert c.params["ties"] == "shuffle" and c.params["seed"] == 3
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        select_indices(rows, 2, bogus=1)
+    with pytest.raises(TypeError, match="name one option"):
+        select_indices(rows, 2, "mig", scores=[1] * 5, score_column=[1] * 5)
+    with pytest.raises(ValueError, match="only to strategy='mig'"):
+        select_indices(rows, 2, options=SelectionOptions(prop_weight=0.5))
+    with pytest.raises(ValueError, match="must be a SelectionOptions"):
+        select_indices(rows, 2, options={"seed": 1})
+    for kwargs, message in ((dict(seed=-1), "seed"), (dict(quotas="equal"), "quota_column"),
+                            (dict(phi_b=2.0), "phi_b"), (dict(label_graph="x"), "LabelGraph")):
+        with pytest.raises(ValueError, match=message):
+            SelectionOptions(**kwargs)

@@ -6,6 +6,10 @@ the plots (``plots/*.png``) and the card (``README.md``) that lists every config
 with its data files and links every plot by a relative path. ``--dry-run`` stops
 here; :func:`instag_hf.publish.push_to_hub` uploads the same folder in one commit.
 
+Writing is four steps over a checked :class:`~instag_hf.publish.plan.PublicationPlan`
+(:mod:`instag_hf.publish.plan`): :func:`measure`, :func:`write_configs`,
+:func:`write_plots` and :func:`build_card`.
+
 A marker file (``.instag-publication.json``, never uploaded) records what was
 written, so a folder can be inspected first and uploaded later, and so that
 ``overwrite=True`` only ever deletes files this module wrote.
@@ -16,26 +20,36 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import schema
 from .card import InstagDatasetCard
-from .card_data import (
-    DEFAULT_CONFIG,
-    DEFAULT_TAGS,
-    PLOT_SECTIONS,
-    ConfigInfo,
-    NormalizationInfo,
-    PlotInfo,
-    SelectionInfo,
-    check_config_name,
-    check_repo_id,
-    metrics_rows,
+from .card_data import PLOT_SECTIONS, ConfigInfo, PlotInfo, metrics_rows
+from .plan import (  # noqa: F401 - card_metadata, quality_measures and parse_size are this module's public API too
+    MAPPING_CONFIG,
+    VOCABULARY_CONFIG,
+    Describable,
+    PublicationInputs,
+    PublicationOptions,
+    PublicationPlan,
+    Reportable,
+    Subset,
+    card_metadata,
+    parse_size,
+    plan_publication,
+    quality_measures,
 )
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+    from ..analysis.metrics import Analysis
+    from ..normalize.mapping import TagMapping
+    from ..normalize.report import NormalizationReport
+    from ..selection.compare import StrategyComparison
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +58,8 @@ MARKER_FORMAT = "instag_hf.publication"
 DATA_DIR = "data"
 PLOTS_DIR = "plots"
 CARD_FILE = "README.md"
-VOCABULARY_CONFIG = "tag_vocabulary"
-MAPPING_CONFIG = "tag_mapping"
 #: the per-source figures worth a place in the card (the others repeat the config-level ones)
 SOURCE_PLOTS = ("diversity_complexity", "recall", "top_tags")
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
 @dataclass
@@ -84,68 +95,7 @@ class Publication:
         return cls(folder, files, None, record.get("repo_id"), list(record.get("configs") or []))
 
 
-def parse_size(value: int | str) -> int:
-    """``500MB``, ``1GiB`` or a number of bytes -> bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a size such as '500MB', got {value!r}")
-    if isinstance(value, int):
-        size = value
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
-        if not m or m.group(2).upper() not in _UNITS:
-            raise ValueError(f"expected a size such as '500MB' or '1GiB', got {value!r}")
-        size = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-    if size < 1:
-        raise ValueError(f"size must be positive, got {value!r}")
-    return size
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _splits(dataset: Any, what: str) -> dict[str, Any]:
-    from datasets import Dataset, DatasetDict
-
-    if isinstance(dataset, Dataset):
-        return {"train": dataset}
-    if isinstance(dataset, DatasetDict):
-        if not dataset:
-            raise ValueError(f"{what} is an empty DatasetDict")
-        return dict(dataset)
-    raise ValueError(f"{what} must be a datasets.Dataset or DatasetDict, not {type(dataset).__name__}")
-
-
-def _subsets(subsets: Mapping[str, Any] | None, reserved: set[str]) -> dict[str, tuple[Any, Any]]:
-    from datasets import Dataset
-
-    out: dict[str, tuple[Any, Any]] = {}
-    if subsets is None:
-        return out
-    if not isinstance(subsets, Mapping):
-        raise ValueError("subsets must be a mapping config name -> Dataset or (Dataset, SelectionReport)")
-    for name, value in subsets.items():
-        check_config_name(name)
-        if name in reserved:
-            raise ValueError(f"subset name {name!r} is taken by another config ({sorted(reserved)})")
-        report = None
-        if isinstance(value, tuple):
-            if len(value) != 2:
-                raise ValueError(f"subset {name!r}: expected (Dataset, SelectionReport), got a {len(value)}-tuple")
-            value, report = value
-            if report is not None and not (hasattr(report, "as_dict") or isinstance(report, Mapping)):
-                raise ValueError(f"subset {name!r}: the report must be a SelectionReport, not {type(report).__name__}")
-        if not isinstance(value, Dataset):
-            raise ValueError(f"subset {name!r} must be a datasets.Dataset, not {type(value).__name__}")
-        out[name] = (value, report)
-    return out
-
-
-def _concat(parts: Sequence[Any]):
-    if len(parts) == 1:
-        return parts[0]
-    from datasets import concatenate_datasets
-
-    return concatenate_datasets(list(parts))
+# ----------------------------------------------------------------------------- tables
 
 
 def status_counts(ds) -> dict[str, int]:
@@ -180,21 +130,6 @@ def vocabulary_dataset(ds, tags_column: str, tag_counts: Mapping[str, int], tagg
         columns["explanation"] = [explain.get(t) or "" for t in tags]
         features["explanation"] = Value("string")
     return Dataset.from_dict(columns, features=Features(features))
-
-
-def quality_measures(quality: Any) -> dict:
-    """Plain dict of tag-quality results: a ``TagEvalReport``/``JudgeResult`` (summaries only, no per-tag
-    or per-case lists), a mapping of them (``{"judge": result, "f1": report}``), or a plain mapping."""
-    import inspect
-
-    if hasattr(quality, "as_dict"):
-        params = inspect.signature(quality.as_dict).parameters
-        brief = {k: False for k in ("per_tag", "cases") if k in params}
-        return quality_measures(quality.as_dict(**brief))
-    if isinstance(quality, Mapping):
-        return {str(k): quality_measures(v) if (isinstance(v, Mapping) or hasattr(v, "as_dict")) else v
-                for k, v in quality.items()}
-    raise ValueError(f"quality must be a report with as_dict() or a mapping, not {type(quality).__name__}")
 
 
 # ----------------------------------------------------------------------------- output folder
@@ -244,274 +179,204 @@ def _write_config(folder: Path, name: str, splits: Mapping[str, Any], descriptio
     return ConfigInfo(name, description, rows, data_files, default=default), files
 
 
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+@dataclass
+class Measurements:
+    """What the card measures: every config's metrics, and the default config's per source value."""
+
+    analysis: Analysis
+    by_source: Analysis | None = None
+
+    def metrics(self, name: str):
+        """The :class:`~instag_hf.analysis.metrics.DatasetMetrics` of the config ``name``."""
+        return next(m for m in self.analysis.datasets if m.name == name)
+
+    @property
+    def rows(self) -> list:
+        """Every metrics row the card's table shows: the configs, then the source values."""
+        return self.analysis.datasets + (self.by_source.datasets if self.by_source is not None else [])
+
+
+def measure(plan: PublicationPlan) -> Measurements:
+    """Metrics of the default config and every subset against the pool (and per source value)."""
+    from ..analysis.metrics import analyze
+
+    options, pool = plan.options, plan.pool
+    parts = {options.default_config: pool, **{name: subset for name, (subset, _) in plan.subsets.items()}}
+    analysis = analyze(parts, tags_column=plan.tags_column, pool=pool, top=options.top)
+    by_source = None
+    if options.source_column is not None:
+        by_source = analyze(pool, source_column=options.source_column, tags_column=plan.tags_column, pool=pool,
+                            top=options.top)
+        for m in by_source.datasets:
+            m.name = f"{options.source_column}={m.name}"
+    return Measurements(analysis, by_source)
+
+
+def write_configs(folder: Path, plan: PublicationPlan, measured: Measurements) -> tuple[list[ConfigInfo], list[str]]:
+    """Every config's parquet files (none with ``data=False``): the card's view of the configs, and the files."""
+    options = plan.options
+    configs: list[ConfigInfo] = []
+    files: list[str] = []
+
+    def add(name: str, config_splits: Mapping[str, Dataset], what: str, default: bool = False) -> None:
+        info, written = _write_config(folder, name, config_splits, what, default, options.shard_bytes, options.data)
+        configs.append(info)
+        files.extend(written)
+
+    add(options.default_config, plan.splits, "the tagged dataset: the source columns plus the instag_* columns",
+        default=True)
+    if options.vocabulary:
+        m = measured.metrics(options.default_config)
+        vocab = vocabulary_dataset(plan.pool, plan.tags_column, m.tag_counts, m.tagged_rows)
+        add(VOCABULARY_CONFIG, {"train": vocab},
+            f"one row per tag of `{plan.tags_column}`: rows carrying it, their share of tagged rows"
+            + (", an example explanation" if "explanation" in vocab.column_names else ""))
+    if plan.mapping is not None:
+        add(MAPPING_CONFIG, {"train": plan.mapping.to_dataset()},
+            "raw tag -> canonical tag, with its text after each normalization step and the step that changed it")
+    for name, (subset, _) in plan.subsets.items():
+        what = f"{len(subset):,} selected rows"
+        if name in plan.selections:
+            what += f" ({plan.selections[name].strategy}, see *Selection*)"
+        add(name, {"train": subset}, what)
+    return configs, files
+
+
+def write_plots(folder: Path, plan: PublicationPlan, measured: Measurements) -> list[PlotInfo]:
+    """The PNG plots under ``plots/``: the metrics', the normalization stages', per source, the comparison's."""
+    from ..reporting.plots import analysis_plots
+    from .figures import plot_normalization
+
+    plots_dir = folder / PLOTS_DIR
+    written = analysis_plots(measured.analysis, plots_dir)
+    if plan.normalization is not None and plan.normalization.stages:
+        written["normalization"] = plot_normalization(plan.normalization, plots_dir / "normalization_stages.png")
+    if measured.by_source is not None:
+        for key, path in analysis_plots(measured.by_source, plots_dir / "by_source").items():
+            if key in SOURCE_PLOTS:
+                written[f"by_source:{key}"] = path
+            else:
+                path.unlink()
+    if plan.comparison is not None:
+        from ..reporting.compare_plots import plot_coverage_curves, plot_strategy_complexity_diversity
+
+        written["strategy_coverage"] = plot_coverage_curves(plan.comparison, plots_dir / "strategy_coverage.png")
+        written["strategy_complexity_diversity"] = plot_strategy_complexity_diversity(
+            plan.comparison, plots_dir / "strategy_complexity_diversity.png")
+    plots = []
+    for key, path in written.items():
+        base = key.split(":")[-1]
+        section, title = PLOT_SECTIONS.get(base, ("other", base.replace("_", " ").capitalize()))
+        if key.startswith("by_source:"):
+            title = f"{title}, by {plan.options.source_column}"
+        plots.append(PlotInfo(key, path.relative_to(folder).as_posix(), title, section))
+    return plots
+
+
+def build_card(plan: PublicationPlan, measured: Measurements, configs: list[ConfigInfo],
+               plots: list[PlotInfo]) -> InstagDatasetCard:
+    """The card: the plan's sections and metadata, the measured metrics, the configs and plots written."""
+    options, pool = plan.options, plan.pool
+    comparison = plan.comparison
+    table = None
+    if comparison is not None:
+        from ..reporting.compare_plots import comparison_markdown
+
+        table = comparison_markdown(comparison).rstrip("\n")
+    return InstagDatasetCard(
+        repo_id=options.repo_id,
+        description=options.description,
+        extra_metadata=plan.extra_metadata,
+        **plan.card_fields,
+        rows=len(pool),
+        columns=list(pool.column_names),
+        configs=configs if options.data else [],
+        tags_column=plan.tags_column,
+        tagger=plan.tagger,
+        statuses=status_counts(pool),
+        metrics=metrics_rows(measured.rows),
+        top_tags=list(measured.metrics(options.default_config).top_tags[:options.top]),
+        normalization=plan.normalization,
+        selections=list(plan.selections.values()),
+        quality=plan.quality,
+        plots=plots,
+        comparison=table,
+        comparison_n=comparison.n if comparison is not None else 0,
+    )
+
+
 # ----------------------------------------------------------------------------- the whole folder
-
-
-def _comparison_table(comparison: Any) -> str | None:
-    if comparison is None:
-        return None
-    from ..reporting.compare_plots import comparison_markdown
-
-    return comparison_markdown(comparison).rstrip("\n")
-
-
-def card_metadata(card_data: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """One dict of Hub metadata from a ``DatasetCardData`` (or mapping) and keyword fields.
-
-    Fields the card computes (``size_categories``, ``configs``) are dropped; list
-    fields given as one string become one-item lists; the result is validated by
-    building the card before anything is written.
-    """
-    from huggingface_hub import CardData
-
-    if card_data is None:
-        base: dict[str, Any] = {}
-    elif isinstance(card_data, CardData):
-        base = card_data.to_dict()
-    elif isinstance(card_data, Mapping):
-        base = dict(card_data)
-    else:
-        raise ValueError(f"card_data must be a huggingface_hub.DatasetCardData or a mapping, "
-                         f"not {type(card_data).__name__}")
-    base.update({k: v for k, v in metadata.items()})
-    for computed in ("size_categories", "configs"):
-        base.pop(computed, None)
-    for name in ("language", "task_categories", "tags", "source_datasets"):
-        if isinstance(base.get(name), str):
-            base[name] = [base[name]]
-        elif base.get(name) is not None:
-            base[name] = list(base[name])
-    return {k: v for k, v in base.items() if v is not None}
 
 
 def write_publication(
     output_dir: str | Path,
-    dataset: Any,
+    dataset: Dataset | DatasetDict,
     *,
-    tagger: Any = None,
-    subsets: Mapping[str, Any] | None = None,
-    mapping: Any = None,
-    normalization: Any = None,
-    quality: Any = None,
-    comparison: Any = None,
-    vocabulary: bool = True,
-    data: bool = True,
-    plots: bool = True,
-    repo_id: str | None = None,
-    card_data: Any = None,
-    description: str = "",
-    tags_column: str | None = None,
-    source_column: str | None = None,
-    top: int = 20,
-    max_shard_size: int | str = "500MB",
-    template: str | Path | None = None,
-    default_config: str = DEFAULT_CONFIG,
-    overwrite: bool = False,
-    **metadata: Any,
+    tagger: Describable | Mapping[str, Any] | None = None,
+    subsets: Mapping[str, Subset] | None = None,
+    mapping: TagMapping | None = None,
+    normalization: NormalizationReport | Mapping[str, Any] | None = None,
+    quality: Reportable | Mapping[str, Any] | None = None,
+    comparison: StrategyComparison | None = None,
+    options: PublicationOptions | None = None,
+    **keywords: Any,
 ) -> Publication:
     """Write the card, plots and (with ``data=True``) one parquet set per config into ``output_dir``.
+
+    Every input is checked before anything is written (:func:`~instag_hf.publish.plan.plan_publication`);
+    then the configs, the plots and the card are written, and a marker records the files.
 
     Parameters
     ----------
     dataset:
         The tagged ``Dataset`` (or ``DatasetDict``: one split each): the ``default`` config.
-    tagger:
-        A :class:`~instag_hf.Tagger` or its ``describe()`` dict: the card's tagging section.
-    subsets:
-        ``config name -> Dataset`` or ``-> (Dataset, SelectionReport)`` (what
-        ``instag_hf.sample(..., return_report=True)`` returns): one config each, and
-        with a report, the card's selection recipe.
-    mapping:
-        A :class:`~instag_hf.normalize.TagMapping`: the ``tag_mapping`` config, and its
-        report the normalization section.
-    normalization:
-        A :class:`~instag_hf.normalize.NormalizationReport` (or its dict) for the
-        normalization section without a mapping config.
-    quality:
-        Tag-quality measures for an optional card section: an object with
-        ``as_dict()`` or a mapping (nested mappings are flattened).
-    comparison:
-        A :class:`~instag_hf.selection.compare.StrategyComparison`
-        (:func:`~instag_hf.compare_strategies`): a card section with its table and its
-        two plots (coverage against subset size, complexity against diversity).
-    vocabulary:
-        Add the ``tag_vocabulary`` config (tag, rows, share, an example explanation).
-    data, plots:
-        Write the parquet files / the PNG plots. ``data=False`` gives a card without
-        data files (what ``instag demo`` may want).
-    repo_id:
-        The ``owner/name`` the card's usage example loads from.
-    card_data:
-        The Hub metadata of the card: a ``huggingface_hub.DatasetCardData`` or a
-        mapping (``pretty_name``, ``license``, ``language``, ``task_categories``,
-        ``tags``, ``source_datasets``, or any other field the Hub knows). ``license``
-        is a Hub license id; the default ``other`` says "see the source data": set the
-        source dataset's license. ``size_categories`` and ``configs`` are always
-        computed; ``tags`` are added to the package's own.
-    description:
-        A paragraph under the card's title.
-    metadata:
-        Metadata fields as keywords (``pretty_name="..."``, ``license="mit"``):
-        merged over ``card_data``.
-    tags_column:
-        Tags to measure (default: ``instag_norm_tags`` when present, else ``instag_tags``).
-    source_column:
-        Also measure the default config per value of this column (e.g. which source
-        dataset a row came from): rows in the metrics table, and the diversity,
-        recall and top-tags plots by value (``plots/by_source/``).
-    top:
-        Top tags listed in the card.
-    max_shard_size:
-        Parquet files are split to stay under about this size (``"500MB"``).
-    template:
-        A Jinja file replacing the packaged card template.
-    overwrite:
-        Replace an earlier publication in ``output_dir`` (only files this function wrote).
+    tagger, subsets, mapping, normalization, quality, comparison:
+        What the publication holds besides the dataset; see
+        :class:`~instag_hf.publish.plan.PublicationInputs`. ``subsets``: ``config name ->
+        Dataset`` or ``-> (Dataset, SelectionReport)`` (what ``instag_hf.sample(...,
+        return_report=True)`` returns); ``mapping``: a TagMapping (the ``tag_mapping``
+        config, its report the normalization section); ``comparison``: what
+        :func:`~instag_hf.compare_strategies` returns (a section with its table and plots).
+    options, keywords:
+        A :class:`~instag_hf.publish.plan.PublicationOptions`, and/or its fields as keywords
+        over it: ``vocabulary``, ``data``, ``plots``, ``repo_id``, ``card_data``,
+        ``description``, ``tags_column``, ``source_column``, ``top``, ``max_shard_size``,
+        ``template``, ``default_config``, ``overwrite``. Any other keyword is a card
+        metadata field (``pretty_name="..."``, ``license="mit"``), merged over
+        ``card_data``: ``license`` is a Hub license id (the default ``other`` says "see the
+        source data": set the source dataset's license); ``size_categories`` and
+        ``configs`` are always computed; ``tags`` are added to the package's own.
     """
-    from ..analysis.metrics import analyze
-    from ..analysis.tagsets import resolve_tags_column
-
-    # --- validate everything before writing anything ---------------------------------
-    meta = card_metadata(card_data, metadata)
-    own = {k: meta.pop(k) for k in ("license", "language", "task_categories", "source_datasets") if k in meta}
-    own["pretty_name"] = meta.pop("pretty_name", None) or (repo_id.split("/")[-1] if repo_id else "InsTag-tagged dataset")
-    own["tags"] = [*dict.fromkeys([*DEFAULT_TAGS, *meta.pop("tags", [])])]
-    InstagDatasetCard(repo_id=repo_id, extra_metadata=meta, **own).card_data  # the metadata is valid
-    default_config = check_config_name(default_config)
-    splits = _splits(dataset, "dataset")
-    if repo_id is not None:
-        check_repo_id(repo_id)
-    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
-        raise ValueError(f"top must be an integer >= 0, got {top!r}")
-    shard_bytes = parse_size(max_shard_size)
-    if mapping is not None and not hasattr(mapping, "to_dataset"):
-        raise ValueError(f"mapping must be a TagMapping, not {type(mapping).__name__}")
-    reserved = {default_config} | ({VOCABULARY_CONFIG} if vocabulary else set()) | (
-        {MAPPING_CONFIG} if mapping is not None else set())
-    chosen = _subsets(subsets, reserved)
-    pool = _concat(list(splits.values()))
-    column = resolve_tags_column(pool.column_names, tags_column)
-    if source_column is not None and source_column not in pool.column_names:
-        raise ValueError(f"source column {source_column!r} not found; the dataset has columns {pool.column_names}")
-    for name, (subset, _) in chosen.items():
-        if column not in subset.column_names:
-            raise ValueError(f"subset {name!r} has no {column!r} column (the default config's tags); "
-                             f"its columns: {subset.column_names}")
-    tagger_info = tagger.describe() if hasattr(tagger, "describe") else (dict(tagger) if tagger else None)
-    if normalization is None and mapping is not None:
-        normalization = getattr(mapping, "report", None)
-    norm_info = None
-    if normalization is not None:
-        params = getattr(mapping, "params", None) if mapping is not None else None
-        norm_info = NormalizationInfo.from_report(normalization, params or None)
-    quality_info = quality_measures(quality) if quality is not None else None
-    if comparison is not None and not hasattr(comparison, "results"):
-        raise ValueError(f"comparison must be what compare_strategies returns, not {type(comparison).__name__}")
-    if template is not None and not Path(template).is_file():
-        raise FileNotFoundError(f"card template {str(template)!r} does not exist")
+    options, metadata = PublicationOptions.split(options, keywords)
+    inputs = PublicationInputs(tagger, subsets, mapping, normalization, quality, comparison)
+    plan = plan_publication(dataset, inputs, options, metadata)
 
     folder = Path(output_dir)
-    _prepare_folder(folder, overwrite)
-    config_names = [default_config, *([VOCABULARY_CONFIG] if vocabulary else []),
-                    *([MAPPING_CONFIG] if mapping is not None else []), *chosen]
-    _write_marker(folder, [], False, repo_id, config_names)
-
-    # --- metrics and the data files ----------------------------------------------------
-    parts = {default_config: pool, **{name: subset for name, (subset, _) in chosen.items()}}
-    analysis = analyze(parts, tags_column=column, pool=pool, top=top)
-    by_source = None
-    if source_column is not None:
-        by_source = analyze(pool, source_column=source_column, tags_column=column, pool=pool, top=top)
-        for m in by_source.datasets:
-            m.name = f"{source_column}={m.name}"
-    by_name = {m.name: m for m in analysis.datasets}
-    files: list[str] = []
-    configs: list[ConfigInfo] = []
-
-    def add(name: str, config_splits: Mapping[str, Any], what: str, default: bool = False) -> None:
-        info, written = _write_config(folder, name, config_splits, what, default, shard_bytes, data)
-        configs.append(info)
-        files.extend(written)
-
-    add(default_config, splits, "the tagged dataset: the source columns plus the instag_* columns", default=True)
-    if vocabulary:
-        m = by_name[default_config]
-        vocab = vocabulary_dataset(pool, column, m.tag_counts, m.tagged_rows)
-        add(VOCABULARY_CONFIG, {"train": vocab},
-            f"one row per tag of `{column}`: rows carrying it, their share of tagged rows"
-            + (", an example explanation" if "explanation" in vocab.column_names else ""))
-    if mapping is not None:
-        add(MAPPING_CONFIG, {"train": mapping.to_dataset()},
-            "raw tag -> canonical tag, with its text after each normalization step and the step that changed it")
-    selections: list[SelectionInfo] = []
-    for name, (subset, report) in chosen.items():
-        what = f"{len(subset):,} selected rows"
-        if report is not None:
-            info = SelectionInfo.from_report(name, report)
-            selections.append(info)
-            what += f" ({info.strategy}, see *Selection*)"
-        add(name, {"train": subset}, what)
-
-    # --- plots ---------------------------------------------------------------------------
-    plot_infos: list[PlotInfo] = []
-    if plots:
-        from ..reporting.plots import analysis_plots
-        from .figures import plot_normalization
-
-        written = analysis_plots(analysis, folder / PLOTS_DIR)
-        if norm_info is not None and norm_info.stages:
-            written["normalization"] = plot_normalization(norm_info, folder / PLOTS_DIR / "normalization_stages.png")
-        if by_source is not None:
-            for key, path in analysis_plots(by_source, folder / PLOTS_DIR / "by_source").items():
-                if key in SOURCE_PLOTS:
-                    written[f"by_source:{key}"] = path
-                else:
-                    path.unlink()
-        if comparison is not None:
-            from ..reporting.compare_plots import plot_coverage_curves, plot_strategy_complexity_diversity
-
-            written["strategy_coverage"] = plot_coverage_curves(comparison, folder / PLOTS_DIR / "strategy_coverage.png")
-            written["strategy_complexity_diversity"] = plot_strategy_complexity_diversity(
-                comparison, folder / PLOTS_DIR / "strategy_complexity_diversity.png")
-        for key, path in written.items():
-            rel = path.relative_to(folder).as_posix()
-            base = key.split(":")[-1]
-            section, title = PLOT_SECTIONS.get(base, ("other", base.replace("_", " ").capitalize()))
-            if key.startswith("by_source:"):
-                title = f"{title}, by {source_column}"
-            plot_infos.append(PlotInfo(key, rel, title, section))
-            files.append(rel)
-
-    # --- the card ------------------------------------------------------------------------
-    card = InstagDatasetCard(
-        repo_id=repo_id,
-        description=description,
-        extra_metadata=meta,
-        **own,
-        rows=len(pool),
-        columns=list(pool.column_names),
-        configs=configs if data else [],
-        tags_column=column,
-        tagger=tagger_info,
-        statuses=status_counts(pool),
-        metrics=metrics_rows(analysis.datasets + (by_source.datasets if by_source is not None else [])),
-        top_tags=list(by_name[default_config].top_tags[:top]),
-        normalization=norm_info,
-        selections=selections,
-        quality=quality_info,
-        plots=plot_infos,
-        comparison=_comparison_table(comparison),
-        comparison_n=comparison.n if comparison is not None else 0,
-    )
-    card.save(folder / CARD_FILE, template)
+    _prepare_folder(folder, options.overwrite)
+    config_names = plan.config_names
+    _write_marker(folder, [], False, options.repo_id, config_names)
+    measured = measure(plan)
+    configs, files = write_configs(folder, plan, measured)
+    plots = write_plots(folder, plan, measured) if options.plots else []
+    files.extend(p.path for p in plots)
+    card = build_card(plan, measured, configs, plots)
+    card.save(folder / CARD_FILE, options.template)
     files.append(CARD_FILE)
-    _write_marker(folder, files, True, repo_id, config_names)
-    logger.info("wrote %d files for %s into %s", len(files), repo_id or "a dataset card", folder)
-    return Publication(folder, files, card, repo_id, config_names)
+    _write_marker(folder, files, True, options.repo_id, config_names)
+    logger.info("wrote %d files for %s into %s", len(files), options.repo_id or "a dataset card", folder)
+    return Publication(folder, files, card, options.repo_id, config_names)
 
 
-def write_dataset_card(output_dir: str | Path, dataset: Any, tagger: Any = None, *, normalization: Any = None,
-                       selections: Mapping[str, Any] | None = None, quality: Any = None, plots: bool = True,
+def write_dataset_card(output_dir: str | Path, dataset: Dataset | DatasetDict,
+                       tagger: Describable | Mapping[str, Any] | None = None, *,
+                       normalization: TagMapping | NormalizationReport | Mapping[str, Any] | None = None,
+                       selections: Mapping[str, Subset] | None = None,
+                       quality: Reportable | Mapping[str, Any] | None = None, plots: bool = True,
                        overwrite: bool = False, **card_options: Any) -> Publication:
     """The card (``README.md``) and its plots for a tagged dataset, without data files.
 
@@ -521,10 +386,11 @@ def write_dataset_card(output_dir: str | Path, dataset: Any, tagger: Any = None,
     (``as_dict()`` or a mapping). Other keywords as for
     :func:`write_publication` (``repo_id``, ``pretty_name``, ``license``, ...).
     """
+    from ..normalize.mapping import TagMapping
+
     mapping = None
-    if normalization is not None and hasattr(normalization, "to_dataset"):
+    if isinstance(normalization, TagMapping):
         mapping, normalization = normalization, None
     return write_publication(output_dir, dataset, tagger=tagger, subsets=selections, mapping=mapping,
                              normalization=normalization, quality=quality, data=False, plots=plots,
-                             overwrite=overwrite,
-                             **card_options)
+                             overwrite=overwrite, **card_options)

@@ -4,8 +4,9 @@ compared side by side."""
 
 from .compare import StrategyComparison, StrategyResult, compare_strategies
 from .label_graph import LabelGraph
+from .options import SelectionOptions
 from .report import SelectionReport, selection_report
 from .sampling import sample, select_indices
 
-__all__ = ["sample", "select_indices", "selection_report", "SelectionReport", "LabelGraph", "compare_strategies",
-           "StrategyComparison", "StrategyResult"]
+__all__ = ["sample", "select_indices", "selection_report", "SelectionReport", "SelectionOptions", "LabelGraph",
+           "compare_strategies", "StrategyComparison", "StrategyResult"]

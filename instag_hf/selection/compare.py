@@ -13,16 +13,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .. import schema
 from ..analysis.tagsets import TagSets, group_codes
-from .label_graph import LabelGraph
-from .params import COMPARED, STRATEGIES, _check_count
-from .report import _report
-from .sampling import _prepare, _select
+from .checks import check_count
+from .options import SelectionOptions
+from .params import COMPARED
+from .pool import SelectionPool
+from .registry import check_strategies
+from .report import build_report
 
 SOURCE_COLUMN = "source"
 
@@ -126,57 +127,34 @@ def _shares(codes: np.ndarray, labels: list, rows: np.ndarray) -> dict[str, floa
     return {str(labels[c]): counts[c] / total for c in sorted(range(len(labels)), key=lambda c: str(labels[c]))}
 
 
-def _check_strategies(strategies) -> list[str]:
-    if isinstance(strategies, str):
-        strategies = [s.strip() for s in strategies.split(",") if s.strip()]
-    strategies = list(strategies)
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if not strategies or unknown:
-        raise ValueError(f"strategies must be a non-empty list from {list(STRATEGIES)}, got {strategies!r}")
-    if len(set(strategies)) != len(strategies):
-        raise ValueError(f"strategies are listed twice: {strategies!r}")
-    return strategies
-
-
-def compare_strategies(ds, n: int, strategies: Sequence[str] | str = COMPARED, *, seed: int | None = 0,
-                       ties: str = "index", untagged: str = "last", quota_column: str | Sequence | None = None,
-                       quotas: str | Mapping[str, int] | None = None, max_per_tag: int | None = None,
-                       tags_column: str | None = None, status_column: str | None = schema.STATUS,
-                       source_column: str | Sequence | None = SOURCE_COLUMN, label_graph: LabelGraph | None = None,
-                       score_column: str | Sequence[float] | None = None, prop_weight: float | None = None,
-                       phi_a: float | None = None, phi_b: float | None = None, points: int = 20
-                       ) -> StrategyComparison:
+def compare_strategies(ds, n: int, strategies: Sequence[str] | str = COMPARED, *,
+                       source_column: str | Sequence | None = SOURCE_COLUMN, points: int = 20,
+                       options: SelectionOptions | None = None, **keywords: Any) -> StrategyComparison:
     """Run each of ``strategies`` on ``ds`` at the same ``n`` and measure the subsets against the pool.
 
     ``ds`` is a tagged ``Dataset`` (or what :func:`~instag_hf.select_indices` takes). The
-    selection parameters are those of :func:`~instag_hf.sample` and apply to every
-    strategy (``label_graph``, ``score_column`` and the ``phi``s to ``mig`` only; a graph
-    built from the tags is built once). ``source_column``: whose value shares are
-    reported (default ``"source"``, skipped when the dataset has no such column).
+    selection settings (``options`` and/or keywords) are those of :func:`~instag_hf.sample`
+    and apply to every strategy (``label_graph``, ``score_column`` and the ``phi``s to
+    ``mig`` only; a graph built from the tags is built once). ``source_column``: whose value
+    shares are reported (default ``"source"``, skipped when the dataset has no such column).
     ``points``: subset sizes on the coverage curves, evenly spaced from 0 to ``n``. With
     quotas or ``max_per_tag`` a curve reads prefixes of the ``n``-row selection, which
     need not be the selection of that size.
     """
-    strategies = _check_strategies(strategies)
-    points = _check_count("points", points, 1)
-    mig_options = {"label_graph": label_graph, "score_column": score_column, "prop_weight": prop_weight,
-                   "phi_a": phi_a, "phi_b": phi_b}
-    if "mig" not in strategies and any(v is not None for v in mig_options.values()):
-        given = [k for k, v in mig_options.items() if v is not None]
-        raise ValueError(f"{', '.join(given)} apply only to 'mig', which is not among the strategies {strategies}")
-    ts, codes, labels, n, max_per_tag, mig = _prepare(
-        ds, n, "mig" if "mig" in strategies else strategies[0], ties, untagged, quota_column, quotas, max_per_tag,
-        tags_column, status_column, label_graph, score_column, prop_weight, phi_a, phi_b)
+    strategies = check_strategies(strategies)
+    points = check_count("points", points, 1)
+    options = SelectionOptions.build(strategies, options, keywords, caller="compare_strategies")
+    pool = SelectionPool.read(ds, n, options, strategies)
+    ts, n = pool.ts, pool.n
     sources = _source_codes(ds, source_column)
 
     sizes = _sizes(n, points)
     results = []
     for strategy in strategies:
         start = time.perf_counter()
-        picks = _select(ts, n, strategy, seed, ties, untagged, codes, labels, quotas, max_per_tag,
-                        mig if strategy == "mig" else None)
+        picks = pool.select(strategy)
         seconds = time.perf_counter() - start
-        report = _report(ts, picks, strategy, n, None, 0, None)
+        report = build_report(ts, picks, strategy, n, None, 0, None)
         results.append(StrategyResult(
             strategy=strategy, selected=report.selected, coverage=report.coverage, diversity=report.subset_diversity,
             complexity=report.subset_complexity, entropy=tag_entropy(ts.take(picks).tag_counts()),
@@ -184,11 +162,8 @@ def compare_strategies(ds, n: int, strategies: Sequence[str] | str = COMPARED, *
             curve=coverage_curve(ts, picks, sizes), seconds=seconds, indices=picks.tolist()))
 
     usable = int(ts.usable.sum())
-    params = {"seed": seed, "ties": ties, "untagged": untagged, "max_per_tag": max_per_tag, "quotas": quotas,
-              "quota_column": quota_column if isinstance(quota_column, (str, type(None))) else "<labels>",
-              "source_column": source_column if sources and isinstance(source_column, str) else None}
-    if mig is not None:
-        params["mig"] = mig.describe()
+    params = pool.describe()
+    params["source_column"] = source_column if sources and isinstance(source_column, str) else None
     return StrategyComparison(
         n=n, pool_rows=len(ts), pool_tagged_rows=usable, pool_diversity=int(np.count_nonzero(ts.tag_counts())),
         pool_complexity=ts.ids.size / usable if usable else 0.0, pool_entropy=tag_entropy(ts.tag_counts()),

@@ -32,23 +32,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analysis.tagsets import TagSets
+from .checks import check_real
 from .label_graph import LabelGraph
 from .lazy_queue import BucketQueue, Level, first_in_order
 
 if TYPE_CHECKING:
-    from .strategies import _Limits
+    from .strategies import Limits
 
 logger = logging.getLogger(__name__)
 
 PROP_WEIGHT, PHI_A, PHI_B = 1.0, 1e-6, 0.8
-
-
-def _check_real(name: str, value, low: float, high: float = math.inf, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < low or value > high or (low_open and value == low):
-        bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
-        raise ValueError(f"{name} must be a finite number in {bound}, got {value!r}")
-    return float(value)
 
 
 @dataclass
@@ -66,9 +59,9 @@ class MigParams:
         if self.label_graph is not None and not isinstance(self.label_graph, LabelGraph):
             raise ValueError(f"label_graph must be an instag_hf.LabelGraph, got {type(self.label_graph).__name__}; "
                              "wrap a matrix with LabelGraph(tags, similarity) or load one with LabelGraph.load")
-        self.prop_weight = _check_real("prop_weight", self.prop_weight, 0.0)
-        self.phi_a = _check_real("phi_a", self.phi_a, 0.0, low_open=True)
-        self.phi_b = _check_real("phi_b", self.phi_b, 0.0, 1.0, low_open=True)
+        self.prop_weight = check_real("prop_weight", self.prop_weight, 0.0)
+        self.phi_a = check_real("phi_a", self.phi_a, 0.0, low_open=True)
+        self.phi_b = check_real("phi_b", self.phi_b, 0.0, 1.0, low_open=True)
 
     def describe(self) -> dict:
         graph = self.label_graph
@@ -233,7 +226,7 @@ BATCH = 16
 SIDE = 4096
 
 
-def mig_greedy(ts: TagSets, rows: np.ndarray, rank: np.ndarray, n: int, limits: _Limits | None,
+def mig_greedy(ts: TagSets, rows: np.ndarray, rank: np.ndarray, n: int, limits: Limits | None,
                params: MigParams) -> list[int]:
     """The lazy greedy over the tagged ``rows``: up to ``n`` picks in order (see the module docstring).
 

@@ -6,7 +6,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .params import QUOTA_MODES, _check_count
+from .checks import check_count
+from .params import QUOTA_MODES
 
 
 def _largest_remainder(target: int, weights: np.ndarray) -> np.ndarray:
@@ -38,7 +39,8 @@ def _equal_split(target: int, sizes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _quota_limits(codes: np.ndarray, labels: list, n: int, quotas, available: np.ndarray) -> np.ndarray:
+def quota_limits(codes: np.ndarray, labels: list, n: int, quotas, available: np.ndarray) -> np.ndarray:
+    """Most rows per group (``codes`` into ``labels``) for a selection of ``n`` from the ``available`` rows."""
     sizes = np.bincount(codes[available], minlength=len(labels)).astype(np.int64)
     target = min(n, int(sizes.sum()))
     if quotas is None or quotas == "proportional":
@@ -53,7 +55,7 @@ def _quota_limits(codes: np.ndarray, labels: list, n: int, quotas, available: np
                              f"it holds {sorted(index)}")
         out = np.zeros(len(labels), dtype=np.int64)
         for key, value in quotas.items():
-            out[index[str(key)]] = _check_count(f"quotas[{key!r}]", value, 0)
+            out[index[str(key)]] = check_count(f"quotas[{key!r}]", value, 0)
         if out.sum() < n:
             raise ValueError(f"quotas add up to {int(out.sum())} rows but n={n}; raise the quotas or lower n")
         return out

@@ -3,13 +3,13 @@ divergence, over- and under-represented tags, rows per group). Rendering lives i
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from .. import schema
+from ..analysis.strict_json import finite
 from ..analysis.tagsets import TagSets, group_codes, to_tagsets
 
 
@@ -47,9 +47,8 @@ class SelectionReport:
     params: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        out = asdict(self)
-        out["coverage"] = None if math.isnan(self.coverage) else self.coverage
-        return out
+        """Plain JSON data; a statistic that is not a number (coverage or divergence without tags) is ``None``."""
+        return finite(asdict(self))
 
 
 def _js_divergence(p: np.ndarray, q: np.ndarray) -> float:
@@ -76,12 +75,13 @@ def selection_report(pool, indices: Sequence[int] | np.ndarray, *, strategy: str
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size and (indices.min() < 0 or indices.max() >= len(ts)):
         raise ValueError(f"indices must lie in [0, {len(ts)})")
-    return _report(ts, indices, strategy, requested, group_codes(pool, groups) if groups is not None else None, top,
-                   params)
+    return build_report(ts, indices, strategy, requested,
+                        group_codes(pool, groups) if groups is not None else None, top, params)
 
 
-def _report(ts: TagSets, indices: np.ndarray, strategy: str, requested: int | None,
-            groups: tuple[np.ndarray, list] | None, top: int, params: dict | None) -> SelectionReport:
+def build_report(ts: TagSets, indices: np.ndarray, strategy: str, requested: int | None,
+                 groups: tuple[np.ndarray, list] | None, top: int, params: dict | None) -> SelectionReport:
+    """The report of the rows ``indices`` of ``ts`` (checked already); ``groups``: codes and labels per row."""
     sub = ts.take(indices)
     pool_counts, sub_counts = ts.tag_counts(), sub.tag_counts()
     pool_tags, sub_tags = np.count_nonzero(pool_counts), np.count_nonzero(sub_counts)

@@ -1,5 +1,6 @@
-"""The selection strategies on integer tag ids: Cf-D passes (vectorised, or row by row under
-per-tag caps), complexity order and greedy maximum coverage; limits shared by all."""
+"""The selection algorithms on integer tag ids: Cf-D passes (vectorised, or row by row under
+per-tag caps), picks in a given order and greedy maximum coverage; the limits all of them obey.
+:mod:`~instag_hf.selection.registry` names them as strategies."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from ..analysis.tagsets import TagSets
 _VECTOR_STEPS = 8
 
 
+def row_lists(ts: TagSets) -> list[list[int]]:
+    """Every row's tag ids as a Python list (what the row-by-row paths index per pick)."""
+    flat, bounds = ts.ids.tolist(), ts.offsets.tolist()
+    return list(map(flat.__getitem__, map(slice, bounds[:-1], bounds[1:])))
+
+
 def _columns(sub: TagSets) -> tuple[np.ndarray, np.ndarray]:
     """Tag-major view of ``sub``: the ascending row positions of every tag, and their bounds."""
     size = len(sub.vocab)
@@ -21,7 +28,7 @@ def _columns(sub: TagSets) -> tuple[np.ndarray, np.ndarray]:
     return col_pos, bounds
 
 
-def _cfd_order(ts: TagSets, order: np.ndarray, n: int, codes: np.ndarray | None = None,
+def cfd_order(ts: TagSets, order: np.ndarray, n: int, codes: np.ndarray | None = None,
                quota: np.ndarray | None = None) -> np.ndarray:
     """Algorithm 1 on tagged rows already in processing order, optionally with group quotas.
 
@@ -113,11 +120,12 @@ def _advance(active: np.ndarray, ptr: np.ndarray, end: np.ndarray, col_pos: np.n
     return active[ptr[active] < end[active]]
 
 
-class _Limits:
+class Limits:
     """Per-group quotas and per-tag caps; a row that breaks one is never eligible again."""
 
     def __init__(self, codes: np.ndarray | None, quotas: np.ndarray | None, tags: list[list[int]],
                  max_per_tag: int | None, vocab_size: int):
+        self.code_array = codes
         self.codes = codes.tolist() if codes is not None else None
         self.left = quotas.tolist() if quotas is not None else None
         self.tags = tags
@@ -141,8 +149,17 @@ class _Limits:
             for t in self.tags[i]:
                 self.used[t] += 1
 
+    def consume(self, picks: np.ndarray) -> None:
+        """Count ``picks`` made without these limits (the vectorised Cf-D reads the quotas whole), as ``take`` would."""
+        if self.cap is not None or self.left is None:
+            for i in picks.tolist():
+                self.take(i)
+            return
+        taken = np.bincount(self.code_array[picks], minlength=len(self.left))
+        self.left = (np.asarray(self.left, dtype=np.int64) - taken).tolist()
 
-def _cfd_loop(order: list[int], tags: list[list[int]], n: int, limits: _Limits) -> list[int]:
+
+def cfd_loop(order: list[int], tags: list[list[int]], n: int, limits: Limits) -> list[int]:
     """Algorithm 1 row by row, with limits: the path for ``max_per_tag``, whose caps change after every pick."""
     picks: list[int] = []
     remaining = order
@@ -167,7 +184,8 @@ def _cfd_loop(order: list[int], tags: list[list[int]], n: int, limits: _Limits) 
     return picks
 
 
-def _in_order(order: list[int], n: int, limits: _Limits) -> list[int]:
+def take_in_order(order: list[int], n: int, limits: Limits) -> list[int]:
+    """The first ``n`` rows of ``order`` that the limits allow, each counted as it is taken."""
     picks: list[int] = []
     for i in order:
         if len(picks) >= n:
@@ -178,7 +196,7 @@ def _in_order(order: list[int], n: int, limits: _Limits) -> list[int]:
     return picks
 
 
-def _max_coverage(ts: TagSets, rows: np.ndarray, rank: np.ndarray, n: int, limits: _Limits | None) -> list[int]:
+def max_coverage(ts: TagSets, rows: np.ndarray, rank: np.ndarray, n: int, limits: Limits | None) -> list[int]:
     """Greedy maximum coverage in rounds, with exact gains kept up to date.
 
     Covering a tag lowers by one the gain of every row that carries it (numpy over the
