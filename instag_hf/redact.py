@@ -25,10 +25,10 @@ _PATTERNS = (
     # scheme://user:password@host or scheme://token@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:]*(?::[^/\s@]*)?@"), rf"\1{MASK}@"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}"), rf"\1 {MASK}"),
-    (re.compile(r"(?i)(\"?(?:api[_-]?key|access[_-]?token|token|secret|password|authorization)\"?\s*[:=]\s*\"?)"
+    (re.compile(r"(?i)(\"?(?:api[_-]?key|access[_-]?token|token|secret|password)\"?\s*[:=]\s*\"?)"
                 r"[^\s\"&,;]{6,}"), rf"\1{MASK}"),
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{12,}"), MASK),
-    (re.compile(r"\bhf_[A-Za-z0-9]{16,}"), MASK),
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{12,}"), f"sk-{MASK}"),
+    (re.compile(r"\bhf_[A-Za-z0-9]{8,}"), f"hf_{MASK}"),
 )
 
 

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .bundle import DATA_DIR, PLOTS_DIR, Publication, write_publication
+from ..redact import redact as redact_secrets
+from ..redact import register_secret
 from .card_data import check_repo_id, package_version
 from .space import check_variables, write_space
 
 logger = logging.getLogger(__name__)
 
-#: what a Hugging Face token looks like, to redact one we were not told about
-_TOKEN_LIKE = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")
-_BEARER = re.compile(r"(Bearer\s+)[^\s'\"]+", re.IGNORECASE)
 SPACE_DATASET_VARIABLE = "INSTAG_DATASET"
 
 
@@ -78,12 +77,10 @@ class PushResult:
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` without the given secrets, anything shaped like an HF token, or a bearer credential."""
+    """``text`` without the given secrets, or anything :func:`instag_hf.redact.redact` masks."""
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _TOKEN_LIKE.sub("hf_***", text)
-    return _BEARER.sub(r"\1***", text)
+        register_secret(secret)
+    return redact_secrets(text)
 
 
 def resolve_token(token: str | None = None, token_env: str | None = None) -> str:
