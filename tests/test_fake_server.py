@@ -94,3 +94,82 @@ def test_bad_uploads_and_batches_are_refused():
         with pytest.raises(openai.NotFoundError):
             client.batches.retrieve("batch_missing")
         assert server.batches.submitted == {}  # a refused file runs nothing
+
+
+# --- the hostile modes of issues 22 and 24 ------------------------------------------------------
+def test_serves_completions_with_the_query_of_a_vicuna_prompt_and_shows_every_body_in_stats():
+    import json
+    import urllib.request
+
+    from instag_hf.tagging.prompts import get_template
+    from instag_hf.testing import keyword_tags
+
+    with FakeChatServer() as server:
+        client = _client(server)
+        for template in ("vicuna_v1.1", "vicuna_v1.1_raw"):
+            prompt = get_template(template).render("Sort a list of numbers").text
+            answer = client.completions.create(model="fake-tagger", prompt=prompt, max_tokens=64)
+            assert json.loads(answer.choices[0].text) == keyword_tags("Sort a list of numbers")
+            assert answer.choices[0].finish_reason == "stop"
+        client.chat.completions.create(model="fake-tagger", messages=[{"role": "user", "content": "Sort a list"}])
+        stats = json.loads(urllib.request.urlopen(server.url.rsplit("/v1", 1)[0] + "/v1/stats").read())
+        assert stats["requests_by_endpoint"] == {"completions": 2, "chat": 1}
+        assert [b["endpoint"] for b in stats["bodies"]] == ["completions", "completions", "chat"]
+        assert stats["bodies"][0]["body"]["prompt"] == get_template("vicuna_v1.1").render("Sort a list of numbers").text
+        assert stats["finish_reasons"] == {"stop": 3}
+
+
+def test_query_of_prompt_reads_both_vicuna_templates():
+    from instag_hf.testing.server import query_of_prompt
+
+    assert query_of_prompt("System. USER: Tag this.\nUser query: Sort a list ASSISTANT:") == "Sort a list"
+    assert query_of_prompt("System. USER: Say USER: hi ASSISTANT: ok ASSISTANT:") == "hi ASSISTANT: ok"
+    assert query_of_prompt(None) == ""
+
+
+def test_old_seeds_keep_their_fault_draws():
+    import hashlib
+
+    from instag_hf.testing.server import OUTCOMES, Faults
+
+    old = ("error_500", "rate_limit_429", "hang", "drop", "malformed", "bad_content", "cut_off")
+    assert OUTCOMES[: len(old)] == old
+    faults = Faults(error_500=0.1, rate_limit_429=0.05, hang=0.05, drop=0.1, malformed=0.1, bad_content=0.1,
+                    cut_off=0.1, seed=7)
+
+    def draw_before_the_new_outcomes(query, attempt):
+        digest = hashlib.sha256(f"{faults.seed}\x00{attempt}\x00{query}".encode()).digest()
+        u, edge = int.from_bytes(digest[:8], "big") / 2**64, 0.0
+        for name in old:
+            edge += getattr(faults, name)
+            if u < edge:
+                return name
+        return "ok"
+
+    server = FakeChatServer(faults)
+    pairs = [(f"query {i}", attempt) for i in range(200) for attempt in (1, 2)]
+    assert [server._fault(q, a) for q, a in pairs] == [draw_before_the_new_outcomes(q, a) for q, a in pairs]
+
+
+def test_answers_longer_than_max_tokens_are_cut_with_finish_reason_length():
+    from instag_hf.testing.server import Faults
+
+    query = "Summarize photosynthesis, chlorophyll, respiration, glucose, oxygen and carbon"
+    with FakeChatServer(Faults(enforce_max_tokens=True, tags_per_answer=6)) as server:
+        client = _client(server)
+        cut = client.chat.completions.create(model="fake-tagger", messages=[{"role": "user", "content": query}],
+                                             max_tokens=10)
+        assert cut.choices[0].finish_reason == "length" and len(cut.choices[0].message.content) == 40
+        whole = client.chat.completions.create(model="fake-tagger", messages=[{"role": "user", "content": query}],
+                                               max_tokens=500)
+        assert whole.choices[0].finish_reason == "stop" and whole.choices[0].message.content.count('"tag"') == 6
+
+
+def test_echo_key_repeats_the_callers_authorization_in_error_messages():
+    from instag_hf.testing.server import Faults
+
+    with FakeChatServer(Faults(echo_key=True), api_key="the-right-key-000") as server:
+        client = openai.OpenAI(api_key="a-wrong-key-12345", base_url=server.url, max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as refused:
+            client.models.list()
+        assert "Bearer a-wrong-key-12345" in str(refused.value) and "key a-wrong-key-12345" in str(refused.value)

@@ -16,8 +16,10 @@ from datasets.fingerprint import Hasher
 import instag_hf
 from instag_hf import schema
 from instag_hf.tagging.backends import make_backend
+from instag_hf.tagging.backends.base import GenerationParams
 from instag_hf.tagging.backends.hf import HFBackend
 from instag_hf.tagging.cache import RequestCache
+from instag_hf.tagging.prompts import BOUNDED_TAGS_JSON_SCHEMA, get_template
 from instag_hf.testing import keyword_tags
 from instag_hf.testing.server import FakeChatServer, Faults, query_id
 
@@ -171,3 +173,78 @@ def test_works_when_the_caller_already_runs_an_event_loop(cache_dir):
 
         (r,) = asyncio.run(notebook_cell())
         assert r.status == "ok"
+
+
+# --- text templates, finish reasons and hostile answers (issues 22 and 24) -------------------------
+def test_a_text_template_goes_to_text_generation_with_the_exact_prompt(cache_dir):
+    query = "Write a limerick about databases"
+    with FakeChatServer() as server:
+        t = hf_tagger(server, cache_dir, template="vicuna_v1.1")
+        (r,) = t.tag_queries([query])
+        assert r.status == "ok" and [x["tag"] for x in r.tags] == [x["tag"] for x in keyword_tags(query)]
+        assert server.requests_by_endpoint == Counter({"generate": 1})  # TGI's route, at the endpoint's root
+        (sent,) = server.bodies
+        assert sent["body"]["inputs"] == get_template("vicuna_v1.1").render(query).text
+        parameters = sent["body"]["parameters"]
+        assert parameters["details"] is True and parameters["do_sample"] is False and "temperature" not in parameters
+        assert parameters["max_new_tokens"] == t.params.max_new_tokens
+        assert parameters["grammar"] == {"type": "json", "value": BOUNDED_TAGS_JSON_SCHEMA}
+
+
+def test_text_generation_reports_a_cut_answer_as_length():
+    query = "Summarize photosynthesis, chlorophyll, respiration, glucose, oxygen and carbon"
+    prompt = get_template("vicuna_v1.1").render(query)
+    with FakeChatServer(Faults(enforce_max_tokens=True, tags_per_answer=6)) as server:
+        backend = HFBackend(model="fake-tagger", base_url=server.url, response_format="none", **FAST)
+        (cut,) = backend.generate([prompt], GenerationParams(max_new_tokens=16))
+        assert cut.error is None and cut.finish_reason == "length"
+        assert cut.text == json.dumps(keyword_tags(query, 6))[:64]
+        (whole,) = backend.generate([prompt], GenerationParams(max_new_tokens=512))
+        assert whole.finish_reason == "stop" and json.loads(whole.text) == keyword_tags(query, 6)
+        assert whole.completion_tokens > 0
+
+
+def test_a_rejected_grammar_falls_back_to_plain_text_on_the_text_route_only(cache_dir):
+    with FakeChatServer(Faults(reject_text_json_schema=True)) as server:
+        t = hf_tagger(server, cache_dir, template="vicuna_v1.1", concurrency=1)
+        assert [r.status for r in t.tag_queries(queries(3))] == ["ok"] * 3
+        assert server.formats_by_endpoint == {"generate": Counter({"none": 3})}
+        assert t.backend.request_options() == {"response_format": "json_schema", "text_response_format": "none"}
+
+
+def test_a_provider_without_text_generation_is_refused_at_first_use_naming_the_chat_templates(cache_dir):
+    t = instag_hf.Tagger(backend="hf", model="org/m", provider="cerebras", template="vicuna_v1.1",
+                         cache_dir=cache_dir, progress=False)
+    with pytest.raises(ValueError, match="cannot serve a text template") as refused:
+        t.tag_queries(["Sort a list"])
+    assert "cerebras" in str(refused.value) and "teacher" in str(refused.value) and "paper" in str(refused.value)
+    with pytest.raises(ValueError, match="extra_body"):
+        HFBackend(model="org/m", provider="together", extra_body={"logit_bias": {}}).generate(
+            [get_template("vicuna_v1.1").render("Sort a list")], GenerationParams())
+
+
+@pytest.mark.parametrize("fault,expected", [
+    ("content_parts", "ok"),
+    ("refusal", "refusal: "),
+    ("content_filter", "content_filter: the server's content filter stopped this answer"),
+    ("content_object", "malformed_response: "),
+])
+def test_hostile_chat_answers_through_huggingface_hub(cache_dir, fault, expected):
+    with FakeChatServer(Faults(**{fault: 1.0})) as server:
+        t = hf_tagger(server, cache_dir)
+        (r,) = t.tag_queries(["Describe the water cycle"])
+        if expected == "ok":
+            assert r.status == "ok" and [x["tag"] for x in r.tags] == \
+                [x["tag"] for x in keyword_tags("Describe the water cycle")]
+        else:
+            assert r.status == "backend_error" and r.error.startswith(expected)
+            assert server.requests_by_query[query_id("Describe the water cycle")] == 1  # not retried
+
+
+def test_an_echoed_hf_token_is_masked(cache_dir, monkeypatch):
+    secret = "hf_test_DO_NOT_LEAK_echoed_42"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    with FakeChatServer(Faults(echo_key=True), models=("fake-tagger",)) as server:
+        (r,) = hf_tagger(server, cache_dir, model="other").tag_queries(["Any question at all"])
+        assert r.status == "backend_error" and r.error.startswith("http_404") and "***" in r.error
+        assert secret not in r.error

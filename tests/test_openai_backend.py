@@ -258,3 +258,30 @@ def test_sigkill_mid_run_loses_nothing_and_repeats_nothing(tmp_path):
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert [r["query"] for r in rows] == queries(n, "Killed")
     assert {r["instag_status"] for r in rows} == {"ok"}
+
+
+def test_every_answer_says_why_generation_stopped():
+    from instag_hf.tagging.backends.base import GenerationParams
+    from instag_hf.tagging.prompts import get_template
+
+    with FakeChatServer() as server:
+        backend = OpenAIBackend(model="fake-tagger", base_url=server.url, **FAST)
+        chat, text = backend.generate([get_template("teacher").render("Sort a list"),
+                                       get_template("vicuna_v1.1").render("Sort a list")], GenerationParams())
+        assert (chat.finish_reason, text.finish_reason) == ("stop", "stop")
+        assert chat.error is None and text.error is None
+        assert server.requests_by_endpoint == Counter({"chat": 1, "completions": 1})
+        assert chat.options == text.options == backend.request_options() == {"response_format": "json_schema"}
+    unknown = backend._completion(b'{"choices": [{"message": {"content": "[]"}}]}')
+    assert unknown.text == "[]" and unknown.finish_reason is None
+
+
+def test_describe_and_the_warning_show_no_url_credentials(caplog):
+    backend = OpenAIBackend(model="m", base_url="http://bob:s3cret-in-the-url@127.0.0.1:9/v1")
+    assert "s3cret" not in backend.describe() and "127.0.0.1:9/v1" in backend.describe()
+    with caplog.at_level(logging.WARNING, logger="instag_hf"):
+        backend._reject_format("json_schema", "http_400: no json_schema for bob:s3cret-in-the-url@host")
+    assert "s3cret" not in caplog.text and "json_schema" in caplog.text
+    from instag_hf.tagging.backends import openai as module
+
+    module._UNSUPPORTED.clear()

@@ -235,3 +235,60 @@ def test_submit_only_is_refused_for_a_backend_that_does_not_wait(tmp_path):
     data.write_text('{"query": "Sort a list"}\n')
     with pytest.raises(SystemExit, match="--backend openai-batch"):
         main(["tag", str(data), "--backend", "openai", "--submit-only", "--output", str(tmp_path / "out")])
+
+
+# --- text templates, finish reasons and hostile answers (issues 22 and 24) -------------------------
+def test_a_text_template_runs_as_a_completions_batch_with_the_exact_prompt(cache_dir):
+    from instag_hf.tagging.prompts import get_template
+
+    texts = queries(4)
+    with FakeChatServer(batch=BatchConfig(advance_per_poll=1000)) as server:
+        t = batch_tagger(server, cache_dir, template="vicuna_v1.1")
+        results = t.tag_queries(texts)
+        assert [[x["tag"] for x in r.tags] for r in results] == [[x["tag"] for x in keyword_tags(q)] for q in texts]
+        (batch,) = server.batches.batches.values()
+        assert batch["endpoint"] == "/v1/completions"
+        lines = [json.loads(line) for line in server.batches.content(batch["input_file_id"]).splitlines()]
+        assert {line["url"] for line in lines} == {"/v1/completions"}
+        assert sorted(line["body"]["prompt"] for line in lines) == \
+            sorted(get_template("vicuna_v1.1").render(q).text for q in texts)
+        assert server.requests_by_endpoint == Counter({"batch:completions": 4})
+
+
+def test_chat_and_text_prompts_go_to_one_batch_per_endpoint_and_a_cut_answer_says_length(cache_dir):
+    from instag_hf.tagging.backends.base import GenerationParams
+    from instag_hf.tagging.prompts import get_template
+
+    six = "Summarize photosynthesis, chlorophyll, respiration, glucose, oxygen and carbon"
+    with FakeChatServer(Faults(enforce_max_tokens=True, tags_per_answer=6),
+                        batch=BatchConfig(advance_per_poll=1000)) as server:
+        backend = OpenAIBatchBackend(model="fake-tagger", base_url=server.url, cache_dir=cache_dir, progress=False,
+                                     response_format="none", **FAST)
+        prompts = [get_template("teacher").render(six), get_template("vicuna_v1.1").render(six)]
+        chat, text = backend.generate(prompts, GenerationParams(max_new_tokens=16))
+        assert {b["endpoint"] for b in server.batches.batches.values()} == {"/v1/chat/completions", "/v1/completions"}
+        for cut in (chat, text):
+            assert cut.error is None and cut.finish_reason == "length"
+            assert cut.text == json.dumps(keyword_tags(six, 6))[:64]
+        whole = backend.generate(prompts[1:], GenerationParams(max_new_tokens=512))[0]
+        assert whole.finish_reason == "stop" and json.loads(whole.text) == keyword_tags(six, 6)
+
+
+@pytest.mark.parametrize("fault,error", [
+    ("refusal", "refusal: I'm sorry"),
+    ("content_filter", "content_filter: the server's content filter stopped this answer"),
+    ("content_object", "malformed_response: message.content is a dict"),
+])
+def test_hostile_output_lines_are_error_rows_that_say_why(cache_dir, fault, error):
+    with FakeChatServer(Faults(**{fault: 1.0}), batch=BatchConfig(advance_per_poll=1000)) as server:
+        t = batch_tagger(server, cache_dir)
+        results = t.tag_queries(queries(3))
+        assert all(r.status == "backend_error" and r.error.startswith(error) for r in results)
+        assert t.backend.stats()["failures"] == {error.split(":")[0]: 3}
+        assert len(RequestCache(cache_dir)) == 0
+
+
+def test_content_parts_in_the_output_file_are_joined(cache_dir):
+    with FakeChatServer(Faults(content_parts=1.0), batch=BatchConfig(advance_per_poll=1000)) as server:
+        results = batch_tagger(server, cache_dir).tag_queries(queries(3))
+        assert [r.status for r in results] == ["ok"] * 3

@@ -2,7 +2,8 @@
 
 :class:`BatchStore` keeps uploaded files and batches the way OpenAI's Batch API
 shows them (``POST /v1/files``, ``POST /v1/batches``, ``GET /v1/batches/{id}``,
-``POST /v1/batches/{id}/cancel``, ``GET /v1/files/{id}/content``). A batch's state is a
+``POST /v1/batches/{id}/cancel``, ``GET /v1/files/{id}/content``), on ``/v1/chat/completions``
+or ``/v1/completions`` (every line's ``url`` must be its batch's endpoint). A batch's state is a
 pure function of the store's clock: ``validating`` for ``validate_seconds``, then
 ``in_progress`` while its requests run in file order over ``run_seconds``, then
 ``completed``. Chosen batches fail validation or expire half-way (their finished
@@ -25,6 +26,8 @@ from typing import Callable
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 ENDPOINT = "/v1/chat/completions"
+#: endpoints a batch may run on
+ENDPOINTS = (ENDPOINT, "/v1/completions")
 
 
 @dataclass
@@ -52,9 +55,10 @@ class BatchStore:
     """Files and batches; every public method is thread-safe and returns JSON-ready dicts."""
 
     def __init__(self, config: BatchConfig | None = None,
-                 answer: Callable[[dict], tuple[int, dict]] | None = None):
+                 answer: Callable[[dict, str], tuple[int, dict]] | None = None):
+        """``answer(body, endpoint)`` gives ``(status, response body)`` of one request line."""
         self.config = config or BatchConfig()
-        self._answer = answer or (lambda body: (500, {"error": {"message": "no chat model behind this store"}}))
+        self._answer = answer or (lambda body, endpoint: (500, {"error": {"message": "no model behind this store"}}))
         self._lock = threading.RLock()
         self._epoch = time.time()
         self._offset = 0.0
@@ -101,15 +105,16 @@ class BatchStore:
         with self._lock:
             if input_file_id not in self.files:
                 return 404, _error(f"No such File object: {input_file_id}", "invalid_request_error")
-            if endpoint != ENDPOINT:
-                return 400, _error(f"endpoint must be {ENDPOINT}, got {endpoint!r}", "invalid_request_error")
+            if endpoint not in ENDPOINTS:
+                return 400, _error(f"endpoint must be one of {list(ENDPOINTS)}, got {endpoint!r}",
+                                   "invalid_request_error")
             if completion_window != "24h":
                 return 400, _error("completion_window must be '24h'", "invalid_request_error")
             if self.files[input_file_id]["purpose"] != "batch":
                 return 400, _error("the input file's purpose must be 'batch'", "invalid_request_error")
             ordinal = self.created
             self.created += 1
-            lines, errors = self._validate(self._content[input_file_id], ordinal)
+            lines, errors = self._validate(self._content[input_file_id], ordinal, endpoint)
             bid = f"batch_{ordinal + 1:06d}{_short(input_file_id)}"
             now = int(self.now)
             batch = {"id": bid, "object": "batch", "endpoint": endpoint, "errors": None,
@@ -125,7 +130,7 @@ class BatchStore:
             # the error draw depends on how often a request was submitted, so a resubmission can succeed
             attempts = {line["custom_id"]: self.submitted[line["custom_id"]] for line in lines}
             self._runs[bid] = {"lines": lines, "errors": errors, "start": self.now, "ordinal": ordinal,
-                               "cancel_at": None, "attempts": attempts}
+                               "cancel_at": None, "attempts": attempts, "endpoint": endpoint}
             return 200, dict(batch)
 
     def retrieve(self, bid: str, poll: bool = True) -> dict | None:
@@ -160,7 +165,7 @@ class BatchStore:
             return json.loads(json.dumps(batch))
 
     # --- the state machine ---------------------------------------------------------------
-    def _validate(self, content: bytes, ordinal: int) -> tuple[list[dict], list[dict]]:
+    def _validate(self, content: bytes, ordinal: int, endpoint: str = ENDPOINT) -> tuple[list[dict], list[dict]]:
         cfg = self.config
         errors: list[dict] = []
         lines: list[dict] = []
@@ -174,7 +179,7 @@ class BatchStore:
             try:
                 line = json.loads(raw)
                 ok = (isinstance(line, dict) and isinstance(line.get("custom_id"), str) and line.get("method") == "POST"
-                      and line.get("url") == ENDPOINT and isinstance(line.get("body"), dict))
+                      and line.get("url") == endpoint and isinstance(line.get("body"), dict))
             except ValueError:
                 ok = False
             if not ok:
@@ -247,7 +252,7 @@ class BatchStore:
                     "status_code": 500, "request_id": rid,
                     "body": _error("injected batch request failure", "server_error")}})
                 continue
-            code, body = self._answer(line["body"])
+            code, body = self._answer(line["body"], run["endpoint"])
             record = {"id": rid, "custom_id": cid, "error": None,
                       "response": {"status_code": code, "request_id": rid, "body": body}}
             (out if code == 200 else err).append(record)

@@ -1,16 +1,23 @@
-"""A chat-completions and Batch API server on loopback that misbehaves on purpose.
+"""A chat-completions, completions and Batch API server on loopback that misbehaves on purpose.
 
 Built on ``aiohttp.web``. It speaks enough of the OpenAI API for the API backends:
-``POST /v1/chat/completions`` and ``GET /v1/models``, and the Batch API's
+``POST /v1/chat/completions``, ``POST /v1/completions`` (text prompts: the query is what
+follows the last ``User query:`` or ``USER:``, up to `` ASSISTANT:``), TGI's generate
+route (``POST /`` or ``/generate``, for huggingface_hub's ``text_generation``) and
+``GET /v1/models``, and the Batch API's
 ``POST /v1/files`` (multipart, purpose ``batch``), ``GET /v1/files/{id}[/content]``,
 ``POST /v1/batches``, ``GET /v1/batches[/{id}]`` and ``POST /v1/batches/{id}/cancel``
 (see :mod:`instag_hf.testing.batch_api`). It answers with keyword tags (like
 :class:`KeywordBackend`) and injects faults at chosen rates: 500s, 429s with
 ``Retry-After``, hangs, dropped connections, bodies cut off mid-transfer, answers
-that are not JSON, answers that are not tag JSON, format rejections, latency.
+that are not JSON, answers that are not tag JSON, format rejections, latency; and
+the hostile answers of issue 24: a content-filter stop, content as a list of parts,
+a refusal, content that is a JSON object, answers cut at the request's ``max_tokens``
+(``finish_reason: "length"``), and error messages that echo the caller's key.
 Which fault a request gets is a pure function of (seed, query, attempt number), so
 runs are reproducible and a retried request can succeed. ``GET /stats`` returns
-what it has seen, including how often each query was requested and answered.
+what it has seen: requests per query and per endpoint, finish reasons sent, and the
+last request bodies (so a test can assert the exact prompt).
 
 It binds to 127.0.0.1 only and stops by itself after ``lifetime`` seconds.
 Run it in a thread (``with FakeChatServer(...) as server``) or as a process:
@@ -21,13 +28,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, fields
 
 from aiohttp import web
@@ -37,7 +46,11 @@ from .batch_api import BatchConfig, BatchStore
 
 HOST = "127.0.0.1"
 # The order is part of the fault draw: new outcomes go at the end, so old seeds keep their faults.
-OUTCOMES = ("error_500", "rate_limit_429", "hang", "drop", "malformed", "bad_content", "cut_off")
+OUTCOMES = ("error_500", "rate_limit_429", "hang", "drop", "malformed", "bad_content", "cut_off",
+            "content_filter", "content_parts", "refusal", "content_object")
+#: the answering routes, as counted in ``requests_by_endpoint``
+ENDPOINTS = ("chat", "completions", "generate")
+REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 _FILE_ID = re.compile(r"^file-[0-9a-f]+$")
 
 
@@ -52,6 +65,10 @@ class Faults:
     malformed: float = 0.0  # 200 whose (complete) body is JSON cut in half: not JSON
     bad_content: float = 0.0  # 200 with a well-formed envelope whose content is not tag JSON
     cut_off: float = 0.0  # 200 whose body stops mid-transfer, short of its Content-Length
+    content_filter: float = 0.0  # 200 with a third of the answer and finish_reason "content_filter"
+    content_parts: float = 0.0  # chat: message.content as a list of text parts (the format allows it)
+    refusal: float = 0.0  # chat: message.content null and message.refusal set
+    content_object: float = 0.0  # message.content (or a completion's text) is a JSON object, not text
     latency: float = 0.0  # seconds before every answer
     retry_after: float = 0.1  # seconds, sent with 429s
     hang_seconds: float = 30.0
@@ -59,6 +76,11 @@ class Faults:
     reject_json_object: bool = False  # refuse response_format json_object too
     rejection_style: str = "openai"  # how: "openai" (400 naming the format) or "llama_cpp" (500 validation error)
     max_query_chars: int = 0  # longer queries get a 400 "maximum context length" error (0: no limit)
+    enforce_max_tokens: bool = False  # answers over max_tokens*4 characters are cut there: finish_reason "length"
+    tags_per_answer: int = 3  # keyword tags per answer
+    echo_key: bool = False  # every error message repeats the Authorization header it got (Basic decoded)
+    reject_text_json_schema: bool = False  # refuse json_schema on /v1/completions (and TGI's grammar)
+    reject_text_json_object: bool = False  # refuse json_object on /v1/completions
     seed: int = 0
 
     def __post_init__(self):
@@ -78,6 +100,18 @@ def query_of(body: dict) -> str:
     return text
 
 
+def query_of_prompt(prompt) -> str:
+    """The query in a text prompt: after the last ``User query:`` (else ``USER:``), up to `` ASSISTANT:``."""
+    text = prompt if isinstance(prompt, str) else ""
+    for marker in ("User query:", "USER:"):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+            break
+    if " ASSISTANT:" in text:
+        text = text.rsplit(" ASSISTANT:", 1)[0]
+    return text.strip()
+
+
 def query_id(query: str) -> str:
     return hashlib.sha1(query.encode()).hexdigest()
 
@@ -85,14 +119,15 @@ def query_id(query: str) -> str:
 class FakeChatServer:
     """The server; ``start()`` runs it on its own event loop in a daemon thread.
 
-    ``faults`` shape the chat endpoint, ``batch`` the Batch API (its clock moves with
+    ``faults`` shape the answering endpoints, ``batch`` the Batch API (its clock moves with
     :meth:`advance`), ``api_key`` makes every route require ``Bearer <api_key>``,
-    ``models`` limits the model names it accepts.
+    ``models`` limits the model names it accepts. The last ``max_bodies`` request bodies
+    are kept in :attr:`bodies` as ``{"endpoint", "body"}``.
     """
 
     def __init__(self, faults: Faults | None = None, port: int = 0, lifetime: float = 600.0,
                  api_key: str | None = None, models: tuple[str, ...] | None = None,
-                 batch: BatchConfig | None = None):
+                 batch: BatchConfig | None = None, max_bodies: int = 10_000):
         self.faults = faults or Faults()
         self.api_key = api_key
         self.models = models
@@ -103,6 +138,10 @@ class FakeChatServer:
         self.requests_by_query: Counter = Counter()
         self.answered_by_query: Counter = Counter()
         self.response_formats: Counter = Counter()
+        self.formats_by_endpoint: dict[str, Counter] = {}
+        self.requests_by_endpoint: Counter = Counter()
+        self.finish_reasons: Counter = Counter()
+        self.bodies: deque = deque(maxlen=max_bodies)
         self.paths: Counter = Counter()
         self.max_in_flight = 0
         self._in_flight = 0
@@ -156,7 +195,7 @@ class FakeChatServer:
             self._stopped.set()
 
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth], client_max_size=1024**3)
+        app = web.Application(middlewares=[self._echo, self._auth], client_max_size=1024**3)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -187,11 +226,45 @@ class FakeChatServer:
             "requests_by_query": dict(self.requests_by_query),
             "answered_by_query": dict(self.answered_by_query),
             "response_formats": dict(self.response_formats),
+            "formats_by_endpoint": {k: dict(v) for k, v in self.formats_by_endpoint.items()},
+            "requests_by_endpoint": dict(self.requests_by_endpoint),
+            "finish_reasons": dict(self.finish_reasons),
+            "bodies": list(self.bodies),
             "max_in_flight": self.max_in_flight,
             "batch": self.batches.stats(),
         }
 
     # --- HTTP ------------------------------------------------------------------------
+    @web.middleware
+    async def _echo(self, request: web.Request, handler):
+        """With ``echo_key``, an error's message repeats the caller's Authorization header (a
+        Basic pair decoded too), as careless gateways do: the client must mask it."""
+        response = await handler(request)
+        header = request.headers.get("Authorization")
+        if not (self.faults.echo_key and header and response.status >= 400 and isinstance(response, web.Response)):
+            return response
+        scheme, _, token = header.partition(" ")
+        echo = f" (request sent Authorization: {header}; key {token}"
+        if scheme.lower() == "basic":
+            try:
+                echo += f"; credentials {base64.b64decode(token).decode()}"
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+        echo += ")"
+        try:
+            payload = json.loads(response.body)
+        except (TypeError, ValueError):
+            return response
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            error["message"] = f"{error.get('message', '')}{echo}"
+        elif isinstance(error, str):
+            payload["error"] = error + echo
+        else:
+            return response
+        response.body = json.dumps(payload).encode()
+        return response
+
     @web.middleware
     async def _auth(self, request: web.Request, handler):
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
@@ -209,11 +282,18 @@ class FakeChatServer:
             return _json(200, self.stats())
         if method == "GET" and parts[-1:] == ["models"]:
             return _json(200, {"object": "list", "data": [{"id": "fake-tagger", "object": "model"}]})
+        endpoint = None
         if method == "POST" and parts[-2:] == ["chat", "completions"]:
+            endpoint = "chat"
+        elif method == "POST" and parts[-1:] == ["completions"]:
+            endpoint = "completions"
+        elif method == "POST" and parts in ([], ["generate"]):
+            endpoint = "generate"
+        if endpoint is not None:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             try:
-                return await self._complete(request)
+                return await self._complete(request, endpoint)
             finally:
                 self._in_flight -= 1
         if parts[:1] == ["files"]:
@@ -222,8 +302,11 @@ class FakeChatServer:
             return await self._batch_route(request, parts[1:])
         return _json(404, {"error": {"message": f"no route {method} {request.path}"}})
 
-    # --- chat completions ------------------------------------------------------------
-    def _format_rejection(self, rf: str) -> tuple[int, dict]:
+    # --- answers ----------------------------------------------------------------------
+    def _format_rejection(self, rf: str, endpoint: str = "chat") -> tuple[int, dict]:
+        if endpoint == "generate":  # TGI: a 422 validation error naming the grammar
+            return 422, {"error": "Input validation error: grammar is not supported by this server",
+                         "error_type": "validation"}
         if self.faults.rejection_style == "llama_cpp":  # a FastAPI validation error, sent as a 500
             allowed = "'text' or 'json_object'" if rf == "json_schema" else "'text'"
             detail = [{"type": "literal_error", "loc": ["body", "response_format", "type"],
@@ -243,17 +326,36 @@ class FakeChatServer:
                 return name
         return "ok"
 
-    def _refusal(self, body: dict) -> tuple[int, dict] | None:
+    @staticmethod
+    def _query(endpoint: str, body: dict) -> str:
+        if endpoint == "completions":
+            return query_of_prompt(body.get("prompt"))
+        if endpoint == "generate":
+            return query_of_prompt(body.get("inputs"))
+        return query_of(body)
+
+    @staticmethod
+    def _format(endpoint: str, body: dict) -> str:
+        if endpoint == "generate":
+            grammar = (body.get("parameters") or {}).get("grammar") or {}
+            if grammar.get("type") != "json":
+                return "none"
+            return "json_object" if grammar.get("value") == {"type": "object"} else "json_schema"
+        return _response_format(body)
+
+    def _refusal(self, body: dict, endpoint: str = "chat") -> tuple[int, dict] | None:
         """The error a request gets before any fault is drawn (unknown model, format, length)."""
-        if self.models is not None and body.get("model") not in self.models:
+        if self.models is not None and endpoint != "generate" and body.get("model") not in self.models:
             self.outcomes["unknown_model"] += 1
             return 404, {"error": {"message": f"model {body.get('model')!r} does not exist"}}
-        rf = _response_format(body)
-        if (rf == "json_schema" and self.faults.reject_json_schema) or (
-                rf == "json_object" and self.faults.reject_json_object):
+        rf = self._format(endpoint, body)
+        text = endpoint != "chat"
+        rejected = {"json_schema": self.faults.reject_text_json_schema if text else self.faults.reject_json_schema,
+                    "json_object": self.faults.reject_text_json_object if text else self.faults.reject_json_object}
+        if rejected.get(rf):
             self.outcomes["rejected_response_format"] += 1
-            return self._format_rejection(rf)
-        query = query_of(body)
+            return self._format_rejection(rf, endpoint)
+        query = self._query(endpoint, body)
         if self.faults.max_query_chars and len(query) > self.faults.max_query_chars:
             self.outcomes["context_length"] += 1
             return 400, {"error": {
@@ -262,36 +364,73 @@ class FakeChatServer:
                            "of the input messages.", "type": "BadRequestError", "code": 400}}
         return None
 
-    def _completion(self, body: dict, raw_size: int, bad_content: bool = False) -> dict:
-        query = query_of(body)
-        tags = keyword_tags(query)
-        rf = _response_format(body)
-        if bad_content:
+    def _record(self, endpoint: str, body: dict) -> None:
+        self.requests_by_endpoint[endpoint] += 1
+        rf = self._format(endpoint.rpartition(":")[2], body)
+        self.response_formats[rf] += 1
+        self.formats_by_endpoint.setdefault(endpoint, Counter())[rf] += 1
+        self.bodies.append({"endpoint": endpoint, "body": body})
+
+    def _completion(self, body: dict, raw_size: int, bad_content: bool = False, endpoint: str = "chat",
+                    outcome: str = "ok"):
+        """The answer to ``body`` on ``endpoint``, shaped by ``outcome`` (one of :data:`OUTCOMES` or ok)."""
+        faults = self.faults
+        query = self._query(endpoint, body)
+        tags = keyword_tags(query, faults.tags_per_answer)
+        rf = self._format(endpoint, body)
+        if bad_content or outcome == "bad_content":
             content = "I would tag this as helpful, mostly."
-        elif rf in ("json_schema", "json_object"):
+        elif rf == "json_object" or (rf == "json_schema" and endpoint == "chat"):
             content = json.dumps({"tags": tags})
-        else:
+        else:  # the bare array: what the text endpoints' schema asks for, and plain answers
             content = json.dumps(tags)
+        finish = "stop"
+        budget = (body.get("parameters") or {}).get("max_new_tokens") if endpoint == "generate" \
+            else body.get("max_tokens")
+        if faults.enforce_max_tokens and isinstance(budget, int) and len(content) > budget * 4:
+            content, finish = content[: budget * 4], "length"
+        if outcome == "content_filter" and endpoint != "generate":
+            content, finish = content[: len(content) // 3], "content_filter"
         completion_tokens = max(1, len(content) // 4)
+        self.finish_reasons[finish] += 1
+        answer = {"tags": tags} if outcome == "content_object" else content
+        if endpoint == "generate":
+            return [{"generated_text": answer, "details": {
+                "finish_reason": "length" if finish == "length" else "eos_token",
+                "generated_tokens": completion_tokens, "seed": None, "prefill": [], "tokens": []}}]
+        usage = {"prompt_tokens": raw_size // 4, "completion_tokens": completion_tokens,
+                 "total_tokens": raw_size // 4 + completion_tokens}
+        if endpoint == "completions":
+            return {"id": f"cmpl-{query_id(query)[:12]}", "object": "text_completion", "created": int(time.time()),
+                    "model": body.get("model", "fake-tagger"),
+                    "choices": [{"index": 0, "text": answer, "logprobs": None, "finish_reason": finish}],
+                    "usage": usage}
+        message = {"role": "assistant", "content": answer}
+        if outcome == "content_parts":
+            half = len(content) // 2
+            message["content"] = [{"type": "text", "text": content[:half]}, {"type": "text", "text": content[half:]}]
+        elif outcome == "refusal":
+            message.update(content=None, refusal=REFUSAL_TEXT)
         return {
             "id": f"chatcmpl-{query_id(query)[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake-tagger"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": raw_size // 4, "completion_tokens": completion_tokens,
-                      "total_tokens": raw_size // 4 + completion_tokens},
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
         }
 
-    async def _complete(self, request: web.Request) -> web.StreamResponse:
+    async def _complete(self, request: web.Request, endpoint: str = "chat") -> web.StreamResponse:
         raw = await request.read()
         try:
             body = json.loads(raw)
         except ValueError:
             return _json(400, {"error": {"message": "request body is not JSON"}})
-        refused = self._refusal(body)
+        if not isinstance(body, dict):
+            return _json(400, {"error": {"message": "request body must be a JSON object"}})
+        refused = self._refusal(body, endpoint)
         if refused is not None:
             return _json(*refused)
-        query = query_of(body)
-        self.response_formats[_response_format(body)] += 1
+        query = self._query(endpoint, body)
+        self._record(endpoint, body)
         qid = query_id(query)
         self.requests_by_query[qid] += 1
         outcome = self._fault(query, self.requests_by_query[qid])
@@ -308,7 +447,7 @@ class FakeChatServer:
             return _drop(request)
         if outcome == "drop":
             return _drop(request)
-        data = json.dumps(self._completion(body, len(raw), outcome == "bad_content")).encode()
+        data = json.dumps(self._completion(body, len(raw), endpoint=endpoint, outcome=outcome)).encode()
         if outcome == "malformed":
             return web.Response(status=200, body=data[: len(data) // 2], content_type="application/json")
         if outcome == "cut_off":
@@ -320,16 +459,21 @@ class FakeChatServer:
         self.answered_by_query[qid] += 1
         return web.Response(status=200, body=data, content_type="application/json")
 
-    def _batch_answer(self, body: dict) -> tuple[int, dict]:
-        """One request of a batch: the chat endpoint's answer without transport faults."""
-        refused = self._refusal(body)
+    def _batch_answer(self, body: dict, url: str = "/v1/chat/completions") -> tuple[int, dict]:
+        """One request of a batch: the endpoint's answer without transport faults."""
+        endpoint = "completions" if url.rstrip("/").endswith("/v1/completions") else "chat"
+        refused = self._refusal(body, endpoint)
         if refused is not None:
             return refused
-        qid = query_id(query_of(body))
-        self.response_formats[_response_format(body)] += 1
+        query = self._query(endpoint, body)
+        qid = query_id(query)
+        self._record(f"batch:{endpoint}", body)
         self.requests_by_query[qid] += 1
         self.answered_by_query[qid] += 1
-        return 200, self._completion(body, len(json.dumps(body)))
+        outcome = self._fault(query, self.requests_by_query[qid])
+        if outcome not in ("content_filter", "content_parts", "refusal", "content_object"):
+            outcome = "ok"  # a batch has no transport to fault (and kept its answers clean before these)
+        return 200, self._completion(body, len(json.dumps(body)), endpoint=endpoint, outcome=outcome)
 
     # --- the Batch API ---------------------------------------------------------------
     async def _files(self, request: web.Request, rest: list[str]) -> web.StreamResponse:

@@ -1,4 +1,13 @@
-"""OpenAI-compatible chat-completions backend (OpenAI, gateways, `vllm serve`, llama.cpp server).
+"""OpenAI-compatible backend (OpenAI, gateways, `vllm serve`, llama.cpp server).
+
+Chat templates go to ``/chat/completions``; text templates (Vicuna, for InsTagger, whose
+tokenizer has no chat template) go to ``/completions`` with the exact prompt string.
+Every answer carries why generation stopped (``finish_reason``): a ``"length"`` answer
+comes back as text for the Tagger to re-ask with a larger budget, a content-filter stop
+or a refusal comes back as an error row that says so, and content that is neither text
+nor a list of text parts is a ``malformed_response`` row, never an exception. Error
+texts and log lines go through :func:`~instag_hf.redact.redact`, so a server that
+echoes the key, or a key written into the base URL, never reaches a row or a log.
 
 Requests run on a private asyncio loop in a background thread (so it also works
 inside Jupyter's running loop), at most ``concurrency`` at a time, and answers are
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import email.utils
 import json
 import logging
@@ -29,9 +39,11 @@ import threading
 import time
 from collections import Counter
 from typing import Iterator
+from urllib.parse import unquote, urlsplit
 
-from ..prompts import TAGS_JSON_SCHEMA, Prompt
-from .base import Backend, Completion, GenerationParams
+from ...redact import redact, register_secret
+from ..prompts import BOUNDED_TAGS_JSON_SCHEMA, BOUNDED_TAGS_SCHEMA_ID, TAGS_JSON_SCHEMA, Prompt
+from .base import FINISH_CONTENT_FILTER, Backend, Completion, GenerationParams
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +51,20 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 RESPONSE_FORMATS = ("auto", "json_schema", "json_object", "none")
-_FALLBACK = {"json_schema": "json_object", "json_object": "none"}
+#: endpoint kinds: chat prompts go to /chat/completions, text prompts (Prompt.text) to /completions
+CHAT, TEXT = "chat", "text"
+ROUTES = {CHAT: "/chat/completions", TEXT: "/completions"}
+# What "auto" tries after a format the server rejects, per endpoint kind. The text endpoint skips
+# json_object: it forces an object at the root, while InsTagger was trained to write a bare array,
+# so it would cut every answer to one tag; free text is what the model does best there.
+_FALLBACKS = {CHAT: {"json_schema": "json_object", "json_object": "none"},
+              TEXT: {"json_schema": "none", "json_object": "none"}}
 # Statuses a server may use to say "this response_format is not supported": 400/422 from
 # OpenAI and vLLM, 500 from llama-cpp-python (its validation errors), 501 from a few gateways.
 _FORMAT_REJECTION_STATUS = frozenset({400, 415, 422, 500, 501})
-# Formats found unsupported, per (base URL, model): shared by every backend of this process.
-_UNSUPPORTED: dict[tuple[str, str], set[str]] = {}
+# Formats found unsupported, per (base URL, model, endpoint kind): shared by every backend of this
+# process; a server may support a format on one endpoint and not on the other.
+_UNSUPPORTED: dict[tuple[str, str, str], set[str]] = {}
 _UNSUPPORTED_LOCK = threading.Lock()
 SCHEMA_FORMAT = {
     "type": "json_schema",
@@ -59,6 +79,19 @@ SCHEMA_FORMAT = {
         },
     },
 }
+# The text endpoint gets the bare array InsTagger was trained to write (bounded like the vLLM
+# engine's, so a run-away string is closed at the bound); vLLM's completions take json_schema.
+TEXT_SCHEMA_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "instag_tags", "strict": True, "schema": BOUNDED_TAGS_JSON_SCHEMA},
+}
+#: error text of an answer the server's content filter stopped
+CONTENT_FILTER_ERROR = "content_filter: the server's content filter stopped this answer"
+
+
+def endpoint_kind(prompt: Prompt) -> str:
+    """``"text"`` for a prompt with an exact text (sent to /completions), else ``"chat"``."""
+    return TEXT if prompt.text is not None else CHAT
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -113,7 +146,7 @@ class _LoopThread:
 
 
 class OpenAIBackend(Backend):
-    """Tags through any server that speaks the chat-completions API.
+    """Tags through any server that speaks the OpenAI chat-completions (and completions) API.
 
     Parameters: ``model``; ``base_url`` (default ``$INSTAG_API_BASE_URL``, then
     ``$OPENAI_BASE_URL``, then OpenAI); ``api_key_env``, the *name* of the
@@ -123,9 +156,9 @@ class OpenAIBackend(Backend):
     ``backoff_max``, the exponential backoff in seconds; ``max_retry_after``, the
     longest ``Retry-After`` honoured before giving up; ``response_format``:
     ``auto`` tries a JSON schema, then JSON mode, then none, moving on only when
-    the server's error says the format is unsupported (remembered per server and
-    model); an explicit format is always sent as asked. ``extra_body`` is merged
-    into every request.
+    the server's error says the format is unsupported (remembered per server, model
+    and endpoint); an explicit format is always sent as asked. ``extra_body`` is merged
+    into every request. Text prompts go to ``/completions`` with the bare array schema.
     """
 
     name = "openai"
@@ -164,6 +197,8 @@ class OpenAIBackend(Backend):
                "backoff_max", "max_retry_after", "response_format", "revision", "extra_body")
 
     def _init_runtime(self) -> None:
+        if self.base_url:
+            _url_credentials(self.base_url)  # a key written into the URL is masked from the start
         self._runner: _LoopThread | None = None
         self._runner_pid: int | None = None
         self._stats = {"requests_sent": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
@@ -190,49 +225,75 @@ class OpenAIBackend(Backend):
         """
         ident = {"backend": self.name, "model": self.model, "revision": self.revision,
                  "base_url": _without_credentials(self.base_url), "response_format": self.response_format,
-                 "schema": SCHEMA_FORMAT["json_schema"]}
+                 "schema": SCHEMA_FORMAT["json_schema"], "text_schema": BOUNDED_TAGS_SCHEMA_ID}
         if self.extra_body:
             ident["extra_body"] = self.extra_body
         return ident
 
     def request_options(self) -> dict:
-        return {"response_format": self._current_format()}
+        """The response format the next request sends: ``{"response_format": f}`` of the chat
+        endpoint, plus ``text_response_format`` once the text endpoint has fallen back from the
+        configured format, so a key names what was sent whatever the prompt's endpoint (and a
+        chat-only run's keys are what they always were)."""
+        return self._options(CHAT, self._current_format(CHAT))
+
+    def _options(self, kind: str, fmt: str) -> dict:
+        """:meth:`request_options` as they were when a ``kind`` request was sent with ``fmt``."""
+        chat = fmt if kind == CHAT else self._current_format(CHAT)
+        text = fmt if kind == TEXT else self._current_format(TEXT)
+        options = {"response_format": chat}
+        if text != ("json_schema" if self.response_format == "auto" else self.response_format):
+            options["text_response_format"] = text
+        return options
 
     def learned(self) -> dict:
-        unsupported = _UNSUPPORTED.get(self._server(), set())
-        return {"unsupported_formats": sorted(unsupported)} if unsupported else {}
+        state = {}
+        for kind, name in ((CHAT, "unsupported_formats"), (TEXT, "unsupported_text_formats")):
+            unsupported = _UNSUPPORTED.get(self._format_key(kind), set())
+            if unsupported:
+                state[name] = sorted(unsupported)
+        return state
 
     def learn(self, state: dict) -> None:
-        formats = {f for f in state.get("unsupported_formats", ()) if f in _FALLBACK}
-        if formats:
-            with _UNSUPPORTED_LOCK:
-                _UNSUPPORTED.setdefault(self._server(), set()).update(formats)
+        for kind, name in ((CHAT, "unsupported_formats"), (TEXT, "unsupported_text_formats")):
+            formats = {f for f in state.get(name, ()) if f in _FALLBACKS[kind]}
+            if formats:
+                with _UNSUPPORTED_LOCK:
+                    _UNSUPPORTED.setdefault(self._format_key(kind), set()).update(formats)
 
     def _server(self) -> tuple[str, str]:
         return (self.base_url, self.model)
 
-    def _current_format(self) -> str:
-        """The configured format, minus those this server has said it does not support."""
+    def _format_key(self, kind: str) -> tuple[str, str, str]:
+        return (*self._server(), kind)
+
+    def _current_format(self, kind: str = CHAT) -> str:
+        """The configured format, minus those this server has said it does not support on ``kind``."""
         fmt = "json_schema" if self.response_format == "auto" else self.response_format
         if self.response_format != "auto":
             return fmt
-        unsupported = _UNSUPPORTED.get(self._server(), ())
+        unsupported = _UNSUPPORTED.get(self._format_key(kind), ())
         while fmt in unsupported:
-            fmt = _FALLBACK[fmt]
+            fmt = _FALLBACKS[kind][fmt]
         return fmt
 
-    def _reject_format(self, fmt: str, reason: str) -> None:
-        """Remember that this server does not support ``fmt``; logged once per server and format."""
+    def _reject_format(self, fmt: str, reason: str, kind: str = CHAT) -> None:
+        """Remember that this server does not support ``fmt`` on ``kind``; logged once per server,
+        endpoint and format."""
         with _UNSUPPORTED_LOCK:
-            seen = _UNSUPPORTED.setdefault(self._server(), set())
+            seen = _UNSUPPORTED.setdefault(self._format_key(kind), set())
             if fmt in seen:
                 return
             seen.add(fmt)
-        logger.warning("%s does not support response_format %s (%s); using %s from now on",
-                       self.base_url, fmt, reason, self._current_format())
+        logger.warning("%s does not support response_format %s on %s (%s); using %s from now on",
+                       self._where(), fmt, ROUTES[kind], redact(reason), self._current_format(kind))
+
+    def _where(self) -> str:
+        """The server, as it may be shown (no credentials)."""
+        return _without_credentials(self.base_url)
 
     def describe(self) -> str:
-        return f"{self.name} ({self.model} at {self.base_url}, concurrency {self.concurrency})"
+        return f"{self.name} ({self.model} at {self._where()}, concurrency {self.concurrency})"
 
     def stats(self) -> dict:
         s = dict(self._stats)
@@ -300,27 +361,45 @@ class OpenAIBackend(Backend):
         async def one(i: int, prompt: Prompt) -> None:
             async with gate:  # transport failures come back as a Completion; a bug raises
                 completion = await self._request(session, prompt, params)
+            if completion.error is not None:  # the one place every error text passes
+                completion.error = redact(completion.error)
             results.put((i, completion))
 
         await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
 
     def _body(self, prompt: Prompt, params: GenerationParams, fmt: str) -> dict:
-        body = {"model": self.model, "messages": list(prompt.messages), "max_tokens": params.max_new_tokens,
-                "temperature": params.temperature}
+        """The request body: ``messages`` for a chat prompt, the exact ``prompt`` string for a text one.
+
+        A text prompt with a response prefix is sent without a schema: the model continues the
+        prefix mid-JSON, which a whole-document schema would reject (as the vLLM engine does).
+        """
+        if prompt.text is not None:
+            body = {"model": self.model, "prompt": prompt.text + prompt.response_prefix}
+            schema = TEXT_SCHEMA_FORMAT if not prompt.response_prefix else None
+        else:
+            body = {"model": self.model, "messages": list(prompt.messages)}
+            schema = SCHEMA_FORMAT
+        body.update(max_tokens=params.max_new_tokens, temperature=params.temperature)
         if params.stop:
             body["stop"] = list(params.stop)[:4]
-        if fmt == "json_schema":
-            body["response_format"] = SCHEMA_FORMAT
-        elif fmt == "json_object":
+        if fmt == "json_schema" and schema is not None:
+            body["response_format"] = schema
+        elif fmt == "json_object" and not (prompt.text is not None and prompt.response_prefix):
             body["response_format"] = {"type": "json_object"}
         body.update(self.extra_body)
         return body
 
     def _headers(self) -> dict:
+        """Request headers; the key (and any password in the base URL) is registered with
+        :func:`~instag_hf.redact.register_secret` as it is read, and never kept on the object."""
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        basic = _url_credentials(self.base_url)
         if key:
+            register_secret(key)
             headers["Authorization"] = f"Bearer {key}"
+        elif basic:  # a key written into the URL (user:KEY@host): sent as Basic auth, as a browser would
+            headers["Authorization"] = f"Basic {basic}"
         return headers
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -328,11 +407,16 @@ class OpenAIBackend(Backend):
         return max(delay, retry_after) if retry_after is not None else delay
 
     async def _send(self, session, body: dict) -> tuple[int, bytes, float | None]:
-        """One attempt: ``(HTTP status, body, Retry-After seconds)``; raises :class:`TransportError`."""
+        """One attempt: ``(HTTP status, body, Retry-After seconds)``; raises :class:`TransportError`.
+
+        A body with a ``prompt`` goes to ``/completions``, one with ``messages`` to ``/chat/completions``.
+        """
         import aiohttp
 
+        route = ROUTES[TEXT if "prompt" in body else CHAT]
+        headers = self._headers()  # reads (and registers) the credentials before any URL is used
         try:
-            async with session.post(f"{self.base_url}/chat/completions", json=body, headers=self._headers(),
+            async with session.post(self._where() + route, json=body, headers=headers,
                                     timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
                 return resp.status, await resp.read(), parse_retry_after(resp.headers.get("Retry-After"))
         except asyncio.TimeoutError:
@@ -343,9 +427,10 @@ class OpenAIBackend(Backend):
             raise TransportError("connection", f"{type(exc).__name__}: {exc}") from None
 
     async def _request(self, session, prompt: Prompt, params: GenerationParams) -> Completion:
+        endpoint = endpoint_kind(prompt)
         attempt = 0
         while True:
-            fmt = self._current_format()
+            fmt = self._current_format(endpoint)
             body = self._body(prompt, params, fmt)
             retry_after = None
             self._stats["requests_sent"] += 1
@@ -357,15 +442,19 @@ class OpenAIBackend(Backend):
                 if status == 200:
                     completion = self._completion(raw)
                     if completion is not None:
-                        completion.options = {"response_format": fmt}
+                        completion.options = self._options(endpoint, fmt)
+                        if endpoint == TEXT and completion.text is not None and prompt.response_prefix:
+                            completion.text = prompt.response_prefix + completion.text  # the model continued it
+                        if completion.error is not None:  # an answer that is no answer: asking again would not help
+                            self._stats["failures"][_error_kind(completion.error)] += 1
                         return completion
                     kind, detail = "malformed_response", f"unreadable response body ({len(raw)} bytes)"
-                elif fmt in _FALLBACK and _rejects_format(status, raw, fmt):
+                elif fmt in _FALLBACKS[endpoint] and _rejects_format(status, raw, fmt):
                     if self.response_format != "auto":  # asked for explicitly: the same request would fail again
                         self._stats["failures"]["unsupported_format"] += 1
                         return Completion(error=f"unsupported response_format {fmt} (http_{status}: "
                                                 f"{_error_message(raw)}); response_format='auto' falls back")
-                    self._reject_format(fmt, f"http_{status}: {_error_message(raw)}")
+                    self._reject_format(fmt, f"http_{status}: {_error_message(raw)}", endpoint)
                     continue
                 elif status in RETRYABLE_STATUS:
                     kind, detail = f"http_{status}", _error_message(raw)
@@ -384,18 +473,90 @@ class OpenAIBackend(Backend):
             attempt += 1
 
     def _completion(self, raw: bytes) -> Completion | None:
+        """The answer in a chat or text completion response body; None when the envelope itself is
+        unreadable (a transport fault, retried). An answer that is no usable text (a refusal, a
+        content-filter stop, content of the wrong type) is an error completion, not retried."""
         try:
             data = json.loads(raw)
-            content = data["choices"][0]["message"].get("content")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            choice = data["choices"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
             return None
-        usage = data.get("usage") or {}
+        if not isinstance(data, dict) or not isinstance(choice, dict):
+            return None
+        message = choice.get("message")
+        if (message is not None and not isinstance(message, dict)) or (message is None and "text" not in choice):
+            return None
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if isinstance(prompt_tokens, int):
-            self._stats["prompt_tokens"] += prompt_tokens
-        if isinstance(completion_tokens, int):
-            self._stats["completion_tokens"] += completion_tokens
-        return Completion(text=content or "", prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        prompt_tokens = prompt_tokens if isinstance(prompt_tokens, int) else None
+        completion_tokens = completion_tokens if isinstance(completion_tokens, int) else None
+        self._stats["prompt_tokens"] += prompt_tokens or 0
+        self._stats["completion_tokens"] += completion_tokens or 0
+        finish = choice.get("finish_reason")
+        finish = finish if isinstance(finish, str) else None
+        out = Completion(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, finish_reason=finish)
+        if finish == FINISH_CONTENT_FILTER:
+            out.error = CONTENT_FILTER_ERROR
+            return out
+        if message is not None:
+            refusal = message.get("refusal")
+            text, problem = _content_text(message.get("content"), "message.content")
+            if isinstance(refusal, str) and refusal.strip():
+                problem = f"refusal: {refusal.strip()[:300]}"
+        else:
+            text, problem = _content_text(choice["text"], "choices[0].text", parts=False)
+        if problem is not None:
+            out.error = problem
+        else:
+            out.text = text
+        return out
+
+
+def _content_text(content, where: str, parts: bool = True) -> tuple[str | None, str | None]:
+    """``(text, None)`` from a string, nothing, or (chat only) a list of text parts; else
+    ``(None, reason)``: a refusal part gives ``refusal: ...``, anything else ``malformed_response``."""
+    if content is None:
+        return "", None
+    if isinstance(content, str):
+        return content, None
+    if parts and isinstance(content, list):
+        pieces = []
+        for part in content:
+            if isinstance(part, str):
+                pieces.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("refusal"), str):
+                return None, f"refusal: {part['refusal'].strip()[:300]}"
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                pieces.append(part["text"])
+            else:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                return None, f"malformed_response: {where} holds a {kind!s:.40} part, not text"
+        return "".join(pieces), None
+    return None, f"malformed_response: {where} is a {type(content).__name__}, not text"
+
+
+def _error_kind(error: str) -> str:
+    """The failure kind an error text starts with (``refusal``, ``content_filter``, ...)."""
+    head = error.split(":", 1)[0]
+    return head if head and " " not in head else "error"
+
+
+def _url_credentials(url: str) -> str | None:
+    """The Basic-auth token of a ``user:password@`` in ``url`` (registered as secrets), else None."""
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return None
+    if user is None and password is None:
+        return None
+    user, password = unquote(user or ""), unquote(password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    for secret in (password, token):
+        register_secret(secret)
+    if not password:  # a bare token as the user part (https://TOKEN@host)
+        register_secret(user)
+    return token
 
 
 def _without_credentials(url: str) -> str:
@@ -407,8 +568,9 @@ def _without_credentials(url: str) -> str:
 
 # What a server says when it cannot do a response format: OpenAI "'response_format' of type
 # 'json_schema' is not supported with this model", vLLM and gateways "json_schema ... not
-# supported", llama-cpp-python a validation error located at ``response_format.type``.
-_FORMAT_WORDS = {"json_schema": ("response_format", "json_schema", "structured output", "guided_json"),
+# supported", llama-cpp-python a validation error located at ``response_format.type``, TGI
+# (the hf backend's text route sends the schema as ``grammar``) "grammar ... not supported".
+_FORMAT_WORDS = {"json_schema": ("response_format", "json_schema", "structured output", "guided_json", "grammar"),
                  "json_object": ("response_format", "json_object", "json mode")}
 
 

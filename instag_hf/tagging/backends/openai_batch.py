@@ -2,13 +2,15 @@
 
 Requests are written as JSONL, one line each with ``custom_id`` = the request's cache
 key, uploaded with purpose ``batch``, and run as batches on ``/v1/chat/completions``
-with ``completion_window="24h"``, split to respect the API's limits per input file
+(chat templates) or ``/v1/completions`` (text templates: one endpoint per batch, as the
+API requires) with ``completion_window="24h"``, split to respect the API's limits per input file
 (``max_batch_requests``, ``max_batch_bytes``). Each batch is polled every
 ``poll_interval`` seconds with a progress bar; when it ends, its output and error
 files are read. An answer goes to the request cache like any other; a request that
 is in the error file, or that never ran because its batch expired, failed or was
 cancelled, comes back as ``backend_error`` with the batch's reason and is not cached,
-so the next run submits exactly those again.
+so the next run submits exactly those again. Output lines are read like the ``openai``
+backend's answers: their ``finish_reason``, refusals and content-filter stops included.
 
 Every batch is written to a journal in the cache folder (``batches/open/*.json``:
 batch id, input file, request keys) before the first poll. A process that is killed
@@ -33,13 +35,25 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from ...redact import redact, register_secret
 from ..prompts import Prompt
 from .base import Completion, GenerationParams
-from .openai import OpenAIBackend, _error_message, _rejects_format, _without_credentials
+from .openai import (
+    CHAT,
+    ROUTES,
+    OpenAIBackend,
+    _error_message,
+    _rejects_format,
+    _url_credentials,
+    _without_credentials,
+    endpoint_kind,
+)
 
 logger = logging.getLogger(__name__)
 
 ENDPOINT = "/v1/chat/completions"
+#: the Batch API endpoint of each endpoint kind
+ENDPOINTS = {kind: "/v1" + route for kind, route in ROUTES.items()}
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_BATCH_REQUESTS = 50_000
 MAX_BATCH_BYTES = 200 * 1024 * 1024
@@ -154,7 +168,7 @@ class OpenAIBatchBackend(OpenAIBackend):
         return {**super().identity(), "backend": OpenAIBackend.name}
 
     def describe(self) -> str:
-        return f"{self.name} ({self.model} at {self.base_url}, Batch API, completion window 24h)"
+        return f"{self.name} ({self.model} at {self._where()}, Batch API, completion window 24h)"
 
     def stats(self) -> dict:
         s = super().stats()
@@ -171,23 +185,33 @@ class OpenAIBatchBackend(OpenAIBackend):
         import openai
 
         name = self.api_key_env
-        return openai.OpenAI(api_key=lambda: (os.environ.get(name) if name else None) or "",
-                             base_url=self.base_url, timeout=self.timeout, max_retries=self.max_retries)
+
+        def key() -> str:
+            value = (os.environ.get(name) if name else None) or ""
+            register_secret(value)
+            return value
+
+        return openai.OpenAI(api_key=key, base_url=self._where(), timeout=self.timeout,
+                             max_retries=self.max_retries)
 
     def _auth(self) -> dict:
-        """Per-call headers: none with a key (the SDK sends it), else an explicitly omitted one."""
+        """Per-call headers: none with a key (the SDK sends it), a URL's ``user:KEY@`` as Basic
+        auth, else an explicitly omitted one. Every credential read is registered for redaction."""
         import openai
 
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        return {} if key else {"Authorization": openai.Omit()}
+        if key:
+            register_secret(key)
+            return {}
+        basic = _url_credentials(self.base_url)
+        return {"Authorization": f"Basic {basic}" if basic else openai.Omit()}
 
     # --- entry points ----------------------------------------------------------------------
     def stream(self, prompts: list[Prompt], params: GenerationParams,
                batch_size: int | None = None) -> Iterator[list[tuple[int, Completion]]]:
         """Without cache keys (``generate``): each request is named by the hash of its body."""
-        fmt = self._current_format()
-        keys = [hashlib.sha256(json.dumps(self._body(p, params, fmt), sort_keys=True).encode()).hexdigest()
-                for p in prompts]
+        keys = [hashlib.sha256(json.dumps(self._body(p, params, self._current_format(endpoint_kind(p))),
+                                          sort_keys=True).encode()).hexdigest() for p in prompts]
         first: dict[str, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
@@ -225,9 +249,8 @@ class OpenAIBatchBackend(OpenAIBackend):
             for entry in running:
                 if entry.get("batch_id") is None:
                     failed.extend(self._create_batch(client, journal, entry, index))
-            fmt = self._current_format()
-            for chunk, data in self._chunks(fresh, keys, prompts, params, fmt, failed):
-                entry = journal.new(server=server[0], model=server[1], keys=chunk, format=fmt)
+            for kind, fmt, chunk, data in self._chunks(fresh, keys, prompts, params, failed):
+                entry = journal.new(server=server[0], model=server[1], keys=chunk, format=fmt, kind=kind)
                 try:
                     uploaded = client.files.create(file=(f"instag-{entry['id']}.jsonl", data), purpose="batch",
                                                    timeout=max(self.timeout, 600.0), extra_headers=self._auth())
@@ -251,27 +274,34 @@ class OpenAIBatchBackend(OpenAIBackend):
             client.close()
 
     # --- submitting ------------------------------------------------------------------------
-    def _chunks(self, rows: list[int], keys: list[str], prompts: list[Prompt], params: GenerationParams, fmt: str,
-                failed: list) -> Iterator[tuple[list[str], bytes]]:
-        """The request lines of ``rows``, grouped into input files within the request and byte limits."""
-        chunk: list[str] = []
-        lines: list[bytes] = []
-        size = 0
+    def _chunks(self, rows: list[int], keys: list[str], prompts: list[Prompt], params: GenerationParams,
+                failed: list) -> Iterator[tuple[str, str, list[str], bytes]]:
+        """``(endpoint kind, format, keys, lines)`` of ``rows``: one endpoint per input file (the API
+        runs a batch on one endpoint), files within the request and byte limits."""
+        by_kind: dict[str, list[int]] = {}
         for i in rows:
-            line = (json.dumps({"custom_id": keys[i], "method": "POST", "url": ENDPOINT,
-                                "body": self._body(prompts[i], params, fmt)}, ensure_ascii=False) + "\n").encode()
-            if len(line) > self.max_batch_bytes:
-                failed.append((i, self._failure("submission", f"the request takes {len(line)} bytes, more than "
-                                                              f"a batch file may hold ({self.max_batch_bytes})")))
-                continue
-            if chunk and (len(chunk) >= self.max_batch_requests or size + len(line) > self.max_batch_bytes):
-                yield chunk, b"".join(lines)
-                chunk, lines, size = [], [], 0
-            chunk.append(keys[i])
-            lines.append(line)
-            size += len(line)
-        if chunk:
-            yield chunk, b"".join(lines)
+            by_kind.setdefault(endpoint_kind(prompts[i]), []).append(i)
+        for kind, mine in by_kind.items():
+            fmt = self._current_format(kind)
+            chunk: list[str] = []
+            lines: list[bytes] = []
+            size = 0
+            for i in mine:
+                line = (json.dumps({"custom_id": keys[i], "method": "POST", "url": ENDPOINTS[kind],
+                                    "body": self._body(prompts[i], params, fmt)}, ensure_ascii=False) + "\n").encode()
+                if len(line) > self.max_batch_bytes:
+                    reason = (f"the request takes {len(line)} bytes, more than a batch file may hold "
+                              f"({self.max_batch_bytes})")
+                    failed.append((i, self._failure("submission", reason)))
+                    continue
+                if chunk and (len(chunk) >= self.max_batch_requests or size + len(line) > self.max_batch_bytes):
+                    yield kind, fmt, chunk, b"".join(lines)
+                    chunk, lines, size = [], [], 0
+                chunk.append(keys[i])
+                lines.append(line)
+                size += len(line)
+            if chunk:
+                yield kind, fmt, chunk, b"".join(lines)
 
     def _create_batch(self, client, journal: BatchJournal, entry: dict, index: dict,
                       new: bool = False) -> list[tuple[int, Completion]]:
@@ -283,7 +313,7 @@ class OpenAIBatchBackend(OpenAIBackend):
                 journal.save(entry)
                 return []
         try:
-            batch = client.batches.create(input_file_id=entry["file_id"], endpoint=ENDPOINT,
+            batch = client.batches.create(input_file_id=entry["file_id"], endpoint=ENDPOINTS[entry.get("kind", CHAT)],
                                           completion_window="24h", metadata={"instag_entry": entry["id"]},
                                           extra_headers=self._auth())
         except Exception as exc:  # noqa: BLE001
@@ -368,30 +398,30 @@ class OpenAIBatchBackend(OpenAIBackend):
                 return None
             for line in raw.splitlines():
                 if line.strip():
-                    self._read_line(line, bid, entry.get("format"), results)
+                    self._read_line(line, bid, entry.get("format"), results, entry.get("kind", CHAT))
         reason = _batch_reason(batch)
         kind = {"expired": "batch_expired", "failed": "batch_failed", "cancelled": "batch_cancelled"}.get(
             status, "batch_missing")
         group, others = [], {}
+        options = self._options(entry.get("kind", CHAT), entry.get("format"))
         for key in entry["keys"]:
             completion = results.get(key) or self._failure(kind, f"batch {bid} {status}: {reason}", count=False)
             if completion.error is not None:
+                completion.error = redact(completion.error)
                 if key in index:
                     self._stats["failures"][_kind(completion.error, kind)] += 1
             elif key not in index:
                 others[key] = completion
             if key in index:
-                completion.options = {"response_format": entry.get("format")}
+                completion.options = options
                 group.append((index[key], completion))
         if others and self.cache_dir:
             from ..cache import RequestCache
 
-            RequestCache(self.cache_dir).put_many({
-                k: {"text": c.text, **({"completion_tokens": c.completion_tokens} if c.completion_tokens is not None
-                                       else {})} for k, c in others.items()})
+            RequestCache(self.cache_dir).put_many({k: _record(c) for k, c in others.items()})
         return group
 
-    def _read_line(self, line: bytes, bid: str, fmt: str | None, results: dict) -> None:
+    def _read_line(self, line: bytes, bid: str, fmt: str | None, results: dict, kind: str = CHAT) -> None:
         try:
             record = json.loads(line)
             key = record["custom_id"]
@@ -408,10 +438,10 @@ class OpenAIBatchBackend(OpenAIBackend):
             raw = json.dumps(response.get("body") or {}).encode()
             if fmt in ("json_schema", "json_object") and _rejects_format(status, raw, fmt):
                 if self.response_format == "auto":
-                    self._reject_format(fmt, f"http_{status}: {_error_message(raw)}")
+                    self._reject_format(fmt, f"http_{status}: {_error_message(raw)}", kind)
                     results[key] = Completion(error=f"unsupported response_format {fmt} (http_{status}: "
                                                     f"{_error_message(raw)}); the next run sends "
-                                                    f"{self._current_format()}")
+                                                    f"{self._current_format(kind)}")
                 else:
                     results[key] = Completion(error=f"unsupported response_format {fmt} (http_{status}: "
                                                     f"{_error_message(raw)}); response_format='auto' falls back")
@@ -425,7 +455,17 @@ class OpenAIBatchBackend(OpenAIBackend):
     def _failure(self, kind: str, reason: str, count: bool = True) -> Completion:
         if count:
             self._stats["failures"][kind] += 1
-        return Completion(error=reason if reason.startswith(kind) else f"{kind}: {reason}")
+        return Completion(error=redact(reason if reason.startswith(kind) else f"{kind}: {reason}"))
+
+
+def _record(completion: Completion) -> dict:
+    """The request-cache record of an answer (its finish reason kept where it is not a plain stop)."""
+    record = {"text": completion.text}
+    if completion.completion_tokens is not None:
+        record["completion_tokens"] = completion.completion_tokens
+    if completion.finish_reason is not None:
+        record["finish_reason"] = completion.finish_reason
+    return record
 
 
 def _batch_reason(batch: dict) -> str:
@@ -448,5 +488,6 @@ def _kind(error: str, default: str) -> str:
 
 
 def _describe(exc: Exception) -> str:
+    """An SDK error as one line, credentials masked (a server may echo the key in its message)."""
     status = getattr(exc, "status_code", None)
-    return f"http_{status}: {exc}" if status else f"{type(exc).__name__}: {exc}"
+    return redact(f"http_{status}: {exc}" if status else f"{type(exc).__name__}: {exc}")
