@@ -162,3 +162,22 @@ def test_the_parent_of_a_sharded_map_never_starts_an_engine(tmp_path):
     t.describe(), t.summary()
     assert str(os.getpid()) not in {line.split()[0] for line in log.read_text().splitlines()}
     assert t.stats.rows == 6 and t.stats.worker_rows == 6
+
+
+def test_on_a_loopback_server_that_cuts_at_max_tokens(cache_dir):
+    """The issue's bar: a row that fits a larger budget is ok with all its tags, a row cut at
+    every budget is never ok, and the other rows are asked once and untouched."""
+    from instag_hf.testing.server import Faults, FakeChatServer
+
+    fits = "Compare apples oranges bananas cherries peaches melons"
+    never = " ".join(w * 60 for w in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot"))
+    short = "Translate hello"
+    with FakeChatServer(Faults(enforce_max_tokens=True, tags_per_answer=6)) as server:
+        t = instag_hf.Tagger(backend="openai", base_url=server.url, model="fake", cache_dir=cache_dir,
+                             progress=False, max_new_tokens=40)
+        out = t({"instruction": [fits, never, short], "input": ["", "", ""]})
+        asked = server.stats()["requests_by_query"]
+    assert out["instag_status"] == ["ok", "answer_truncated", "ok"]
+    assert len(out["instag_tags"][0]) == 6 and out["instag_tags"][1] == []
+    assert [x["tag"] for x in out["instag_tags"][2]] == ["Translate", "Hello"]
+    assert sorted(asked.values()) == [1, 2, 2]  # the short row once, the cut rows twice
