@@ -255,3 +255,109 @@ def test_fit_rejects_what_is_not_tag_lists():
         TagNormalizer(progress=False).fit("Data Analysis")
     with pytest.raises(ValueError, match="list of tags"):
         TagNormalizer(progress=False).fit(["Data Analysis", "Poetry"])
+
+
+# --- issue 24: no empty canonical tag; a frequency filter that drops everything says so ----------
+PUNCTUATION = ["...", "-", "…", "—", "?!"]
+# each real tag always comes with a punctuation-only tag, and "" (their old common rule key) is the most frequent
+EMPTY_BAIT = ([["Math Problem", "..."]] * 12 + [["Algebra", "-"]] * 12 + [["C++", "…"]] * 12
+              + [["C#", "—"]] * 12 + [["?!"]] * 6)
+
+
+def test_rules_drop_a_tag_with_nothing_left_and_count_it():
+    c = corpus(*EMPTY_BAIT)
+    mapped, result = apply(RuleAggregator(), c)
+    assert all(mapped[p] is None for p in PUNCTUATION)
+    assert "" not in result.vocab and all(t.strip() for t in result.vocab)
+    assert {mapped[t] for t in ("Math Problem", "Algebra", "C++", "C#")} == {"math problem", "algebra", "c++", "c#"}
+    assert result.stats["dropped_tags"] == 5 and result.stats["dropped_occurrences"] == 54
+
+
+def test_tech_names_keep_their_symbols_and_stay_apart():
+    names = ["C++", "C#", ".NET", "F#", "C", "NET"]
+    r = RuleAggregator()
+    keys = [r.key(n) for n in names]
+    assert keys == ["c++", "c#", ".net", "f#", "c", "net"]
+    mapped, result = apply(r, corpus(*[[n] for n in names]))
+    assert len(set(mapped.values())) == 6 and None not in mapped.values()
+    assert r.key("ASP.NET Core") == "asp net core" and r.key("(.NET)") == ".net" and r.key("e.g.") == "e g"
+    assert RuleAggregator(keep_leading="").key(".NET") == "net"  # the paper's literal rule
+
+
+def test_no_stage_merges_into_an_empty_tag():
+    from datasets import Dataset
+
+    emb = TableEmbedder({"math problem": angle(0), "algebra": angle(40), "c++": angle(80), "c#": angle(120)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = TagNormalizer(alpha=1, min_support=2, embedder=emb, progress=False).fit(EMPTY_BAIT)
+    assert m.as_mapping() == {"Math Problem": "math problem", "Algebra": "algebra", "C++": "c++", "C#": "c#"}
+    for p in PUNCTUATION:
+        assert m[p] is None
+    stages = dict(zip(m.columns["raw_tag"], m.columns["stage"]))
+    assert all(stages[p] == "dropped" for p in PUNCTUATION)
+    assert "" not in m.canonical_counts and "" not in m.vocabulary
+    assert m.report["rules"].stats["dropped_tags"] == 5 and m.report.dropped_tags == 5
+    assert ("...", None) in m.report["rules"].examples
+    rows = [[{"tag": t, "explanation": ""} for t in row] for row in EMPTY_BAIT]
+    out = m.map(Dataset.from_dict({"instag_tags": rows}))
+    assert all("" not in row for row in out["instag_norm_tags"])
+    assert out["instag_norm_tags"][0] == ["math problem"] and out["instag_norm_tags"][-1] == []
+
+
+def test_association_and_semantic_never_merge_into_or_out_of_a_blank_tag():
+    # "..." is on every row with "Math" and on more rows: a rule Math -> "..." holds with confidence 1
+    c = corpus(*([["Math", "..."]] * 50 + [["..."]] * 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mapped, result = apply(AssociationAggregator(min_support=5), c)
+    assert mapped == {"Math": "Math", "...": "..."}
+    emb = TableEmbedder({"Math": angle(0), "Mathematics": angle(1)})  # no vector for "...": it must not be embedded
+    mapped, _ = apply(SemanticAggregator(eps=0.05, embedder=emb, use_cache=False),
+                      corpus(["Math", "..."], ["Mathematics"], ["Mathematics"]))
+    assert mapped == {"Math": "Mathematics", "Mathematics": "Mathematics", "...": "..."}
+
+
+def test_an_old_mapping_with_an_empty_canonical_tag_never_yields_it():
+    from instag_hf.normalize import TagMapping
+
+    columns = {"raw_tag": ["Math", "...", "Algebra"], "count": [3, 2, 2], "rule_tag": ["math", "", "algebra"],
+               "semantic_tag": ["math", "", "algebra"], "canonical_tag": ["math", "", ""],
+               "stage": ["rules", "rules", "association"]}
+    m = TagMapping(columns, canonical_counts={"math": 3, "": 4}, unknown="keep")
+    assert m.apply(["Math", "...", "Algebra", "", "  "]) == ["math"]
+    assert m["Algebra"] is None and m.vocabulary == ["math"]
+
+
+def test_frequency_filter_that_drops_every_tag_warns_with_a_smaller_alpha(caplog):
+    import logging
+
+    samples = [[f"Tag {i % 200}", f"Other {i % 150}"] for i in range(400)]  # every tag on 2 or 3 of 400 samples
+    logger = logging.getLogger("instag_hf")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="instag_hf"):
+            m = TagNormalizer(preset="paper", semantic=False, progress=False).fit(samples)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert m.report.final_tags == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned == m.report.warnings
+    text = warned[0]
+    assert "alpha=20" in text and "400" in text and "alpha=2 " in text
+    assert "Warning:" in m.report.to_markdown() and text.split(":")[0] in m.report.to_markdown()
+    assert m.report.dropped_tags == 350
+    ok = TagNormalizer(alpha=2, semantic=False, association=False, progress=False).fit(samples)
+    assert ok.report.warnings == [] and ok.report.final_tags > 0
+
+
+def test_nearly_all_dropped_also_warns_and_the_suggestion_keeps_half():
+    from instag_hf.normalize.frequency import suggest_alpha
+
+    samples = [["Common"]] * 30 + [[f"Rare {i}"] for i in range(600)]  # 5% of occurrences survive alpha=20
+    _, result = apply(FrequencyFilter(alpha=20), corpus(*samples))
+    assert "warning" in result.stats and "alpha=20" in result.stats["warning"]
+    _, fine = apply(FrequencyFilter(alpha=2), corpus(*([["A"]] * 5 + [["B"]] * 5 + [["c"]])))
+    assert "warning" not in fine.stats
+    counts = np.array([10, 6, 3, 1, 1, 1])  # 22 occurrences: threshold 6 keeps 16 (73%), 10 keeps 10 (45%)
+    assert suggest_alpha(counts) == 6 and suggest_alpha(np.array([1, 1, 1])) == 1

@@ -96,8 +96,8 @@ def test_any_json_value_is_handled(value):
 
 
 tag_text = st.text(st.characters(whitelist_categories=("Lu", "Ll", "Nd")), min_size=1, max_size=12)
-tag_lists = st.lists(st.lists(tag_text, min_size=1, max_size=3).map(" ".join), min_size=1, max_size=8,
-                     unique_by=str.casefold)
+tag_lists = st.lists(st.lists(tag_text, min_size=1, max_size=3).map(" ".join).filter(
+    lambda t: any(ch.isalpha() for ch in t)), min_size=1, max_size=8, unique_by=str.casefold)
 
 
 @settings(max_examples=200, deadline=None)
@@ -225,3 +225,46 @@ def test_output_is_bounded(items, cut):
     assert len(r.tags) <= MAX_TAGS
     for t in r.tags:
         assert 0 < len(t["tag"]) <= MAX_TAG_CHARS and len(t["explanation"]) <= MAX_EXPLANATION_CHARS
+
+
+# --- issue 24: numbers, the tag cap's note, the paper's answer format -------------------------
+@pytest.mark.parametrize("text", ['42', '"42"', '[42]', '["42"]', '[{"tag": "42", "explanation": "a number"}]',
+                                  '{"tag": 42}', '{"tag": 3.14, "explanation": "pi"}', '["3.14", "1,000", "#1"]',
+                                  '[{"tag": "2048"}, {"tag": "--"}]'])
+def test_a_tag_without_a_letter_is_never_a_tag(text):
+    r = parse_tags(text)
+    assert r.status == "parse_error" and r.tags == [] and r.error, text
+
+
+def test_letters_with_digits_still_make_tags():
+    r = parse_tags('[{"tag": "42"}, {"tag": "3D Modeling"}, {"tag": "C++"}, {"tag": "Python 3"}, {"tag": "7"}]')
+    assert names(r) == ["3D Modeling", "C++", "Python 3"]
+
+
+def test_the_tag_cap_is_kept_and_reported():
+    r = parse_tags(json.dumps([{"tag": f"Tag {i}", "explanation": "x"} for i in range(1000)]))
+    assert r.status == "ok" and names(r) == [f"Tag {i}" for i in range(MAX_TAGS)]
+    assert r.note == f"kept the first {MAX_TAGS} of 1000 tags"
+    duplicates = parse_tags(json.dumps([{"tag": f"Tag {i % MAX_TAGS}"} for i in range(100)]))
+    assert len(duplicates.tags) == MAX_TAGS and duplicates.note == ""  # 32 distinct tags: nothing left out
+    assert parse_tags(json.dumps(ITEMS)).note == ""
+
+
+PAPER_ITEMS = [{"tag": "Web Development", "explanation": "Flask app."},
+               {"tag": "Error Handling", "explanation": "Catch errors, {and} [log] them."},
+               {"tag": "JSON Data Format", "explanation": "the \"body\" is JSON"}]
+
+
+@pytest.mark.parametrize("layout", ["list", "lines", "commas", "commas_lines", "trailing_comma", "fenced_lines"])
+def test_the_papers_answer_format_in_every_layout(layout):
+    objects = [json.dumps(i) for i in PAPER_ITEMS]
+    text = {"list": json.dumps(PAPER_ITEMS), "lines": "\n".join(objects), "commas": ", ".join(objects),
+            "commas_lines": ",\n".join(objects), "trailing_comma": ",\n".join(objects) + ",",
+            "fenced_lines": "```json\n" + "\n".join(objects) + "\n```"}[layout]
+    r = parse_tags(text)
+    assert r.status == "ok" and r.tags == PAPER_ITEMS, layout
+
+
+def test_the_papers_single_object():
+    r = parse_tags(json.dumps(PAPER_ITEMS[1]))
+    assert r.status == "ok" and r.tags == [PAPER_ITEMS[1]]

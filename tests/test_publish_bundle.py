@@ -232,3 +232,18 @@ def test_a_strategy_comparison_gets_its_card_section_and_plots(tmp_path, tagged)
     assert all((pub.folder / link).read_bytes().startswith(PNG) for link in links)
     with pytest.raises(ValueError, match="compare_strategies"):
         write_publication(tmp_path / "q", tagged, comparison={"cfd": 1})
+
+
+def test_publication_options_come_as_one_object_or_as_keywords(tmp_path, tagged):
+    from instag_hf.publish.plan import PublicationOptions
+
+    options = PublicationOptions(vocabulary=False, plots=False, repo_id="me/x")
+    pub = write_publication(tmp_path / "p", tagged, options=options, license="mit", max_shard_size="20KB")
+    assert pub.configs == ["default"] and pub.repo_id == "me/x"
+    assert not any(f.startswith("plots/") for f in pub.files)
+    assert DatasetCard((pub.folder / "README.md").read_text()).data.license == "mit"  # the rest is metadata
+    with pytest.raises(ValueError, match="top"):
+        PublicationOptions(top=-1)
+    with pytest.raises(ValueError, match="must be a PublicationOptions"):
+        write_publication(tmp_path / "q", tagged, options={"plots": False})
+    assert not (tmp_path / "q").exists()

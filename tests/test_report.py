@@ -96,3 +96,63 @@ def test_cli_analyze_explains_untagged_input(tmp_path, capsys):
     data = _raw_file(tmp_path / "plain.jsonl", [{"instruction": "hi", "output": "hello"}])
     assert main(["analyze", str(data), "--output", str(tmp_path / "o")]) == 2
     assert "instag tag" in capsys.readouterr().err
+
+
+# --- issue 24: statistics are strict JSON, printed text says n/a ------------------------------
+def _strict(path):
+    """Parse a file as strict JSON: NaN / Infinity are errors."""
+    def reject(constant):
+        raise ValueError(f"{path.name} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
+
+
+def _all_failed(path, rows=3):
+    return _raw_file(path, [{"q": f"q{i}", schema.TAGS: [], schema.STATUS: "backend_error"} for i in range(rows)])
+
+
+def test_every_row_failed_gives_null_statistics_not_nan(tmp_path, capsys):
+    data = _all_failed(tmp_path / "failed.jsonl")
+    assert main(["analyze", str(data), "--output", str(tmp_path / "an")]) == 0
+    printed = capsys.readouterr().out
+    assert "nan" not in printed.lower() and "| n/a |" in printed
+    metrics = _strict(tmp_path / "an" / "metrics.json")
+    assert metrics["datasets"][0]["coverage"] is None and metrics["datasets"][0]["tagged_rows"] == 0
+
+    assert main(["sample", str(data), "-n", "2", "--output", str(tmp_path / "sa")]) == 0
+    printed = capsys.readouterr().out
+    assert "nan" not in printed.lower() and "n/a of the pool's" in printed
+    selection = _strict(tmp_path / "sa" / "selection.json")
+    assert selection["coverage"] is None and selection["js_divergence"] is None
+    assert "nan" not in (tmp_path / "sa" / "selection.md").read_text().lower()
+
+    assert main(["sample", str(data), "-n", "2", "--compare", "cfd,random", "--output", str(tmp_path / "cmp")]) == 0
+    assert "nan" not in capsys.readouterr().out.lower()
+    _strict(tmp_path / "cmp" / "comparison.json")
+
+
+def test_strict_json_helper_turns_non_finite_numbers_into_null(tmp_path):
+    import numpy as np
+
+    from instag_hf.analysis.strict_json import dumps, finite, write_json
+
+    value = {"a": float("nan"), "b": [1.5, float("inf"), np.float32("nan"), np.int64(3)],
+             2: (np.array([1.0, -np.inf]),), "ok": True, "none": None, "text": "NaN"}
+    assert finite(value) == {"a": None, "b": [1.5, None, None, 3], "2": [[1.0, None]], "ok": True, "none": None,
+                             "text": "NaN"}
+    assert json.loads(dumps(value)) == finite(value)
+    path = write_json(tmp_path / "s.json", {"x": float("-inf")})
+    assert _strict(path) == {"x": None}
+
+
+def test_report_objects_give_json_ready_dicts():
+    from instag_hf.selection.report import selection_report
+
+    failed = Dataset.from_dict({schema.TAGS: [[], []], schema.STATUS: ["parse_error", "backend_error"]},
+                               features=Features({schema.TAGS: List(schema.TAG_ITEM), schema.STATUS: Value("string")}))
+    analysis = analyze({"a": failed, "b": failed})
+    json.dumps(analysis.as_dict(), allow_nan=False)
+    assert analysis.as_dict()["recall"]["matrix"] == [[None, None], [None, None]]
+    report = selection_report(failed, [0])
+    assert report.as_dict()["coverage"] is None and report.as_dict()["js_divergence"] is None
+    json.dumps(report.as_dict(), allow_nan=False)

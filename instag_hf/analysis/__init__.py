@@ -13,7 +13,8 @@ from .metrics import (
                       tag_recall,
                       top_tags,
 )
+from .strict_json import write_json
 from .tagsets import TagSets
 
 __all__ = ["TagSets", "Analysis", "DatasetMetrics", "analyze", "complexity", "coverage", "dataset_metrics",
-           "diversity", "recall_matrix", "tag_recall", "top_tags"]
+           "diversity", "recall_matrix", "tag_recall", "top_tags", "write_json"]

@@ -6,7 +6,6 @@ Everything but :func:`summarize` reads tags through :class:`~instag_hf.analysis.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -15,6 +14,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from .. import schema
+from .strict_json import finite
 from .tagsets import TagSets, group_codes, resolve_tags_column, to_tagsets
 
 
@@ -269,11 +269,12 @@ class DatasetMetrics:
         return frozenset(self.tag_counts)
 
     def as_dict(self, include_tag_counts: bool = False) -> dict:
+        """Plain JSON data; a statistic that is not a number (coverage of an empty pool) is ``None``."""
         out = asdict(self)
         out["tag_count_histogram"] = {str(k): v for k, v in self.tag_count_histogram.items()}
         if not include_tag_counts:
             out.pop("tag_counts")
-        return out
+        return finite(out)
 
 
 def dataset_metrics(data, name: str = "dataset", *, pool=None, top: int = 20, pairs: int = 10,
@@ -346,17 +347,15 @@ class Analysis:
         return [m.name for m in self.datasets]
 
     def as_dict(self) -> dict:
-        def clean(x):
-            return None if isinstance(x, float) and math.isnan(x) else x
-
-        return {
+        """Plain JSON data; a statistic that is not a number (recall of a dataset without tags) is ``None``."""
+        return finite({
             "tags_column": self.tags_column,
             "source_column": self.source_column,
             "datasets": [m.as_dict() for m in self.datasets],
             "combined": self.combined.as_dict(),
-            "recall": {"names": self.names, "matrix": [[clean(v) for v in row] for row in self.recall.tolist()]},
+            "recall": {"names": self.names, "matrix": self.recall.tolist()},
             "cooccurrence": {"tags": self.cooccurrence_tags, "matrix": self.cooccurrence.tolist()},
-        }
+        })
 
 
 def _named_parts(data, names: Sequence[str] | None) -> list[tuple[str, Any]]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from .. import schema
+from ..analysis.strict_json import write_json
 from ..selection.params import COMPARED, QUOTA_MODES, STRATEGIES, TIES, UNTAGGED
-from .main import SAMPLE_PREFIX, load_input
+from .main import SAMPLE_PREFIX, load_input, non_negative_int, percent, positive_int, require_tags_column
 
 
 def _name(source: str) -> str:
@@ -47,6 +47,8 @@ def cmd_analyze(args) -> int:
 
     names = _unique_names(args.inputs)
     data = {name: load_input(source, args.split) for name, source in zip(names, args.inputs)}
+    for source, ds in zip(args.inputs, data.values()):
+        require_tags_column(ds, source, args.tags_column)
     try:
         analysis = analyze(data, source_column=args.source_column, tags_column=args.tags_column,
                            status_column=args.status_column, top=args.top)
@@ -57,7 +59,7 @@ def cmd_analyze(args) -> int:
     print("| dataset | rows | tagged | unique tags | coverage | avg tags |\n|---|---:|---:|---:|---:|---:|")
     several = len(analysis.datasets) > 1
     for m in ([analysis.combined] if several else []) + analysis.datasets:
-        print(f"| {m.name} | {m.rows:,} | {m.tagged_rows:,} | {m.diversity:,} | {100 * (m.coverage or 0):.1f}% "
+        print(f"| {m.name} | {m.rows:,} | {m.tagged_rows:,} | {m.diversity:,} | {percent(m.coverage)} "
               f"| {m.complexity:.2f} |")
     print(f"\nWrote {files.markdown.parent.resolve()}/ ({', '.join(sorted(p.name for p in files.paths()))})")
     return 0
@@ -87,6 +89,7 @@ def cmd_sample(args) -> int:
     if args.compare is not None:
         return _compare(args)
     ds = load_input(args.input, args.split)
+    require_tags_column(ds, args.input, args.tags_column)
     try:
         subset, report = sample(ds, args.n, args.strategy, seed=args.seed, ties=args.ties, untagged=args.untagged,
                                 quota_column=args.quota_column, quotas=parse_quotas(args.quotas),
@@ -102,9 +105,9 @@ def cmd_sample(args) -> int:
     subset.save_to_disk(str(out / "subset"))
     subset.to_json(str(out / "subset.jsonl"), lines=True, force_ascii=False)
     (out / "selection.md").write_text(render_markdown(report), encoding="utf-8")
-    (out / "selection.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json(out / "selection.json", report.as_dict(), newline=False)
     print(f"{args.strategy}: {report.selected:,} of {report.pool_rows:,} rows, {report.subset_diversity:,} unique "
-          f"tags ({100 * report.coverage:.1f}% of the pool's), {report.subset_complexity:.2f} tags per sample "
+          f"tags ({percent(report.coverage)} of the pool's), {report.subset_complexity:.2f} tags per sample "
           f"(pool {report.pool_complexity:.2f})")
     print(f"Wrote {out.resolve()}/ (subset/, subset.jsonl, selection.md, selection.json)")
     return 0
@@ -115,6 +118,7 @@ def _compare(args) -> int:
     from ..selection.compare import compare_strategies
 
     ds = load_input(args.input, args.split)
+    require_tags_column(ds, args.input, args.tags_column)
     try:
         strategies = [s.strip() for s in args.compare.split(",") if s.strip()]
         comparison = compare_strategies(
@@ -149,7 +153,7 @@ def add_commands(subparsers) -> None:
                    help="tagged datasets: save_to_disk folder, .jsonl/.json/.parquet/.csv file, or hub id")
     p.add_argument("--source-column", help="also split each input by the values of this column")
     p.add_argument("--output", default="instag-analysis", help="output folder (default: instag-analysis)")
-    p.add_argument("--top", type=int, default=20, help="top tags kept per dataset (default: 20)")
+    p.add_argument("--top", type=non_negative_int, default=20, help="top tags kept per dataset (default: 20)")
     p.add_argument("--title", default="InsTag analysis")
     _add_data_options(p)
     p.set_defaults(func=cmd_analyze)
@@ -160,7 +164,7 @@ def add_commands(subparsers) -> None:
                     "with --compare, run several strategies at the same N and write comparison.json, "
                     "comparison.md and the plots instead.")
     p.add_argument("input", help="a tagged dataset: save_to_disk folder, data file, or hub id")
-    p.add_argument("-n", "--n", type=int, required=True, help="rows to select")
+    p.add_argument("-n", "--n", type=positive_int, required=True, help="rows to select")
     p.add_argument("--strategy", choices=STRATEGIES, default="cfd",
                    help="default: cfd (Algorithm 1); mig: information gain over a label graph")
     p.add_argument("--seed", type=int, default=0, help="seed of random and of --ties shuffle (default: 0)")
@@ -169,7 +173,7 @@ def add_commands(subparsers) -> None:
                    help="rows without usable tags: fill after all tagged rows, or never (default: last)")
     p.add_argument("--quota-column", help="column whose values get quotas (e.g. source)")
     p.add_argument("--quotas", help="proportional (default with --quota-column), equal, or value=rows,value=rows")
-    p.add_argument("--max-per-tag", type=int, help="at most this many selected rows per tag")
+    p.add_argument("--max-per-tag", type=positive_int, help="at most this many selected rows per tag")
     g = p.add_argument_group("mig")
     g.add_argument("--label-graph", metavar="PATH",
                    help="a LabelGraph file (LabelGraph.save); default: built from the data's tags with the "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .main import positive_int, require_tags_column
+
 
 def _count_or_fraction(text: str) -> int | float:
     """``"20"`` -> 20 (a count), ``"0.0001"`` -> 0.0001 (a fraction)."""
@@ -32,7 +34,7 @@ def add_commands(subparsers) -> None:
     g = p.add_argument_group("thresholds (default: the preset's)")
     g.add_argument("--alpha", type=_count_or_fraction, help="frequency filter: int count or float fraction")
     g.add_argument("--eps", type=float, help="semantic: cosine distance (0.05 = similarity >= 0.95)")
-    g.add_argument("--min-samples", type=int, help="semantic: DBSCAN min_samples (counts the tag itself)")
+    g.add_argument("--min-samples", type=positive_int, help="semantic: DBSCAN min_samples (counts the tag itself)")
     g.add_argument("--min-support", type=_count_or_fraction, help="association: int count or float fraction")
     g.add_argument("--min-confidence", type=float, help="association: rule confidence")
     g = p.add_argument_group("semantic aggregation")
@@ -65,6 +67,7 @@ def cmd_normalize(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_input(args.input, args.split)
+    require_tags_column(ds, args.input, args.tags_column)
     mapping = normalizer.fit(ds)
     written = {
         "mapping": mapping.save(out / "mapping.json"),
@@ -82,7 +85,9 @@ def cmd_normalize(args) -> int:
         after = f"{s.tags_after:,}" if s.enabled else "(off)"
         print(f"| {s.title} | {s.tags_before:,} | {after} | {s.seconds:.1f} |")
     print(f"\n{report.samples:,} tagged samples ({report.skipped_rows:,} skipped for their status): "
-          f"{report.raw_tags:,} raw tags -> {report.final_tags:,} canonical tags")
+          f"{report.raw_tags:,} raw tags -> {report.final_tags:,} canonical tags ({report.dropped_tags:,} dropped)")
+    for warning in report.warnings:  # also logged; repeated here, after the table, where it is read
+        print(f"warning: {warning}")
     for name, path in written.items():
         print(f"wrote {name}: {path.resolve()}")
     return 0

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .. import schema
+from .main import non_negative_int
 
 SUMMARY_FILE = "summary.json"  # written by `instag tag` / `instag demo`
 MAPPING_FILE = "mapping.json"  # written by `instag normalize`
@@ -201,7 +202,7 @@ def add_commands(subparsers) -> None:
     g.add_argument("--tag", action="append", help="extra Hub tag (repeat)")
     g.add_argument("--source-dataset", action="append", help="hub id of a source dataset (repeat)")
     g.add_argument("--description", help="a paragraph at the top of the card")
-    g.add_argument("--top", type=int, default=20, help="top tags listed (default: 20)")
+    g.add_argument("--top", type=non_negative_int, default=20, help="top tags listed (default: 20)")
     g.add_argument("--no-plots", action="store_true")
     g.add_argument("--card-template", help="a Jinja template to use instead of cards/dataset_card.md.j2")
     g = _add_hub_options(p)

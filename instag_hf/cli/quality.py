@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from .main import API_OPTIONS, _add_tagger_options, load_input
+from ..analysis.strict_json import dumps, write_json
+from .main import API_OPTIONS, _add_tagger_options, load_input, non_negative_int, positive_int
 
 
 def _fail(message: str) -> int:
@@ -86,9 +86,9 @@ def _eval_reference(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         report.to_json(str(out / "report.json"))
         summary = {"tagger": tagger.describe(), **{k: v for k, v in result.items() if k != "predictions"}}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        write_json(out / "summary.json", summary)
         with open(out / "predictions.jsonl", "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result["predictions"])
+            fh.writelines(dumps(row) + "\n" for row in result["predictions"])
         print(f"\nWrote {out.resolve()}/ (report.json, summary.json, predictions.jsonl)")
     print(f"\n{tagger.summary()}")
     return 0
@@ -131,7 +131,7 @@ def cmd_judge(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     result.to_jsonl(str(out / "cases.jsonl"))
-    (out / "summary.json").write_text(json.dumps(result.as_dict(cases=False), indent=2, ensure_ascii=False) + "\n")
+    write_json(out / "summary.json", result.as_dict(cases=False))
     (out / "summary.md").write_text(result.to_markdown() + "\n")
     print(result.to_markdown())
     print(f"\nWrote {out.resolve()}/ (cases.jsonl, summary.json, summary.md)")
@@ -218,7 +218,7 @@ def add_commands(sub) -> None:
                    help="rows whose prediction failed: leave out (default) or score as no tags "
                         "(the default with --reference)")
     p.add_argument("--no-status", action="store_true", help="ignore instag_status columns (trust every row)")
-    p.add_argument("--top", type=int, default=20, help="tags in the per-tag table (default: 20)")
+    p.add_argument("--top", type=non_negative_int, default=20, help="tags in the per-tag table (default: 20)")
     p.add_argument("--output", help="write the full report (all tags) as JSON to this file; with --reference, a "
                                     "folder for report.json, summary.json and predictions.jsonl")
     _add_tagger_options(p)
@@ -228,16 +228,16 @@ def add_commands(sub) -> None:
     p.add_argument("input")
     p.add_argument("--split", default="train")
     p.add_argument("--metrics", default="precision,consistency")
-    p.add_argument("--cases", type=int, default=200, help="cases per metric (default: 200; the paper: 2000)")
+    p.add_argument("--cases", type=positive_int, default=200, help="cases per metric (default: 200; the paper: 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unit", choices=("query", "tag"), default="query",
                    help="precision case: a query with all its tags (default) or one query-tag pair")
-    p.add_argument("--queries-per-tag", type=int, default=5)
-    p.add_argument("--min-queries", type=int, default=2)
+    p.add_argument("--queries-per-tag", type=positive_int, default=5)
+    p.add_argument("--min-queries", type=positive_int, default=2)
     p.add_argument("--precision-template", default="precision")
     p.add_argument("--consistency-template", default="consistency")
     p.add_argument("--tags-column", help="default: instag_norm_tags if present, else instag_tags")
-    p.add_argument("--limit", type=int, help="sample from the first N rows only")
+    p.add_argument("--limit", type=positive_int, help="sample from the first N rows only")
     p.add_argument("--output", default="instag-judge")
     _add_tagger_options(p)
     p.set_defaults(func=cmd_judge)
@@ -263,12 +263,12 @@ def add_commands(sub) -> None:
     p.add_argument("--output", default="instag-local-tagger")
     p.add_argument("--method", choices=("ridge", "knn"), default="ridge")
     p.add_argument("--embedder", help="sentence-transformers model (default: all-MiniLM-L6-v2, offline)")
-    p.add_argument("--k", type=int, default=10, help="neighbours that vote (knn)")
+    p.add_argument("--k", type=positive_int, default=10, help="neighbours that vote (knn)")
     p.add_argument("--alpha", type=float, default=1.0, help="L2 penalty (ridge)")
-    p.add_argument("--min-count", type=int, default=3)
+    p.add_argument("--min-count", type=positive_int, default=3)
     p.add_argument("--threshold", type=_threshold, default="auto")
-    p.add_argument("--min-tags", type=int, default=1)
-    p.add_argument("--max-tags", type=int, default=8)
+    p.add_argument("--min-tags", type=non_negative_int, default=1)
+    p.add_argument("--max-tags", type=positive_int, default=8)
     p.add_argument("--tags-column", help="default: instag_norm_tags if present, else the per-turn teacher tags")
     p.add_argument("--test-size", type=_test_size, default=0,
                    help="hold out this many queries (or a fraction) and report F1 against the teacher")

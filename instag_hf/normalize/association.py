@@ -15,6 +15,7 @@ The merge, made precise:
 3. Each tag keeps its best edge: highest confidence, then the best-ranked target.
 4. Chains are followed to their end (A -> B -> C merges A and B into C), a fixed
    point reached in at most as many hops as there are tags.
+5. A blank tag (no letter or digit, such as "") is in no edge: nothing merges into or out of it.
 
 Only tags held by at least ``min_support`` samples can be in a rule, so the one-hot
 table handed to mlxtend is sparse and restricted to those tags, and rows without any
@@ -28,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from .base import StepResult, check_count_or_fraction, representative_order, to_count
+from .base import StepResult, check_count_or_fraction, is_blank, representative_order, to_count
 
 
 class AssociationAggregator:
@@ -113,7 +114,7 @@ class AssociationAggregator:
         rank = representative_order(vocab, counts)
         best: dict[int, tuple[float, int, int]] = {}
         for a, b, both, alone in found:
-            if rank[b] >= rank[a]:
+            if rank[b] >= rank[a] or is_blank(vocab[a]) or is_blank(vocab[b]):
                 continue
             candidate = (-both / alone, int(rank[b]), b)
             if a not in best or candidate < best[a]:

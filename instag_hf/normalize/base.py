@@ -23,6 +23,31 @@ class StepResult:
         return cls(np.arange(len(vocab), dtype=np.int64), list(vocab), dict(stats))
 
 
+def is_empty(tag: Any) -> bool:
+    """True for a missing tag: not a string, or only whitespace. No step may output one."""
+    return not isinstance(tag, str) or not tag.strip()
+
+
+def is_blank(tag: Any) -> bool:
+    """True for a tag that names nothing: empty, or without a letter or digit ("...", "?!").
+
+    Nothing merges into or out of a blank tag, and the rules drop a tag they leave empty.
+    """
+    return is_empty(tag) or not any(ch.isalnum() for ch in tag)
+
+
+def drop_empty(result: StepResult) -> tuple[StepResult, int]:
+    """``result`` with every empty output tag (see :func:`is_empty`) dropped, and how many were."""
+    blank = np.fromiter((is_empty(t) for t in result.vocab), dtype=bool, count=len(result.vocab))
+    if not blank.any():
+        return result, 0
+    new_id = np.full(len(result.vocab), -1, dtype=np.int64)
+    new_id[~blank] = np.arange(int((~blank).sum()))
+    target = np.where(result.target >= 0, new_id[np.maximum(result.target, 0)], -1)
+    vocab = [t for t, b in zip(result.vocab, blank) if not b]
+    return StepResult(target, vocab, {**result.stats, "dropped_empty_tags": int(blank.sum())}), int(blank.sum())
+
+
 def check_count_or_fraction(value: Any, name: str, allow_one: bool = True) -> int | float:
     """An ``int >= 1`` (a count) or a ``float`` in (0, 1) (a fraction of the tagged samples)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

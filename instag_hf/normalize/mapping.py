@@ -7,19 +7,26 @@ It is plain data (lists and dicts) when pickled, so a ``datasets`` fingerprint o
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterable
 
 from .. import schema
+from ..analysis.strict_json import write_json
+from .base import is_empty
 from .report import NormalizationReport
+
+logger = logging.getLogger(__name__)
+_WARNED: set = set()  # mappings already warned about in this process (a mapping is rebuilt on every unpickle)
 
 FORMAT = "instag_hf.TagMapping"
 VERSION = 1
 COLUMNS = ("raw_tag", "count", "rule_tag", "semantic_tag", "canonical_tag", "stage")
 UNKNOWN = ("drop", "keep", "rules")
-#: ``stage`` of a raw tag: the last step that changed it, "dropped" (frequency filter) or "unchanged"
+#: ``stage`` of a raw tag: the last step that changed it, "dropped" (by the frequency filter, or nothing left
+#: after the rules) or "unchanged"
 STAGES = ("dropped", "rules", "semantic", "association", "unchanged")
 
 
@@ -32,7 +39,8 @@ class TagMapping:
         Parallel lists, one entry per raw tag seen in fit: ``raw_tag``, ``count`` (tagged
         samples holding it), ``rule_tag`` / ``semantic_tag`` / ``canonical_tag`` (its text
         after rule aggregation, after semantic aggregation, and at the end; ``None`` for a
-        tag dropped by the frequency filter) and ``stage`` (see :data:`STAGES`).
+        tag dropped by the frequency filter or with nothing left after the rules, such as "...") and
+        ``stage`` (see :data:`STAGES`). No raw tag maps to an empty tag.
     canonical_counts:
         Tagged samples holding each canonical tag after normalization.
     unknown:
@@ -55,7 +63,7 @@ class TagMapping:
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, got {unknown!r}")
         self.columns = {c: list(columns[c]) for c in COLUMNS}
-        self.canonical_counts = dict(canonical_counts or {})
+        self.canonical_counts = {t: n for t, n in dict(canonical_counts or {}).items() if not is_empty(t)}
         self.params = dict(params or {})
         if isinstance(report, Mapping):
             report = NormalizationReport.from_dict(dict(report))
@@ -65,7 +73,12 @@ class TagMapping:
 
     def _init_lookup(self) -> None:
         c = self.columns
-        self._seen = dict(zip(c["raw_tag"], c["canonical_tag"]))
+        blank = [r for r, t in zip(c["raw_tag"], c["canonical_tag"]) if t is not None and is_empty(t)]
+        if blank and (len(blank), blank[0]) not in _WARNED:  # from an instag_hf that could map tags to ""
+            _WARNED.add((len(blank), blank[0]))
+            logger.warning("this tag mapping maps %d raw tag(s) to an empty tag (e.g. %r); they are dropped: "
+                           "fit the mapping again to place them", len(blank), blank[0])
+        self._seen = {r: (None if is_empty(t) else t) for r, t in zip(c["raw_tag"], c["canonical_tag"])}
         self._by_rule_key: dict[str, str] | None = None
 
     # --- plain data ------------------------------------------------------------------
@@ -102,7 +115,7 @@ class TagMapping:
         """Write the mapping (and its report) as JSON."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), ensure_ascii=False))
+        write_json(path, self.as_dict(), indent=None, newline=False)
         return path
 
     @classmethod
@@ -124,7 +137,7 @@ class TagMapping:
         return raw in self._seen
 
     def __getitem__(self, raw: str) -> str | None:
-        """The canonical tag of a raw tag seen in fit (``None`` if the frequency filter dropped it)."""
+        """The canonical tag of a raw tag seen in fit (``None`` if it was dropped)."""
         if raw not in self._seen:
             raise KeyError(raw)
         return self._seen[raw]
@@ -157,15 +170,18 @@ class TagMapping:
             self._by_rule_key = {}
             for raw_tag, rule_tag, canonical in zip(self.columns["raw_tag"], self.columns["rule_tag"],
                                                     self.columns["canonical_tag"]):
-                if canonical is not None:
-                    for key in aggregator.keys(raw_tag) + aggregator.keys(rule_tag):
-                        self._by_rule_key.setdefault(key, canonical)
+                if not is_empty(canonical):
+                    for key in aggregator.keys(raw_tag) + (aggregator.keys(rule_tag) if rule_tag else ()):
+                        if not is_empty(key):
+                            self._by_rule_key.setdefault(key, canonical)
         return next((self._by_rule_key[k] for k in aggregator.keys(raw) if k in self._by_rule_key), None)
 
     def canonical(self, raw: str) -> str | None:
-        """The canonical tag of any raw tag, following ``unknown`` for one not seen in fit."""
+        """The canonical tag of any raw tag, following ``unknown`` for one not seen in fit; never an empty tag."""
         if raw in self._seen:
             return self._seen[raw]
+        if is_empty(raw):
+            return None
         if self.unknown == "keep":
             return raw
         if self.unknown == "rules":

@@ -12,9 +12,9 @@ import numpy as np
 from .. import schema
 from ..analysis.tagsets import TagSets
 from .association import AssociationAggregator
-from .base import StepResult, largest_groups
+from .base import StepResult, drop_empty, largest_groups
 from .embeddings import Embedder, describe
-from .frequency import FrequencyFilter
+from .frequency import PAPER_SAMPLES, FrequencyFilter
 from .mapping import TagMapping
 from .report import NormalizationReport, StageReport
 from .rules import RuleAggregator
@@ -22,8 +22,6 @@ from .semantic import SemanticAggregator
 
 logger = logging.getLogger(__name__)
 
-#: the samples of the paper's tagged pool, the scale its absolute thresholds were set for
-PAPER_SAMPLES = 306_044
 PRESETS: dict[str, dict[str, Any]] = {
     # the paper's settings, as absolute counts
     "paper": {"alpha": 20, "eps": 0.05, "min_samples": 2, "min_support": 40, "min_confidence": 0.99},
@@ -56,7 +54,7 @@ class TagNormalizer:
     alpha:
         Frequency filter: drop raw tags held by fewer samples (``int``) or by a smaller
         fraction of the tagged samples (``float`` in (0, 1)).
-    lowercase, strip_special, keep_chars, lemmatize, rule_label:
+    lowercase, strip_special, keep_chars, keep_leading, lemmatize, rule_label:
         Rule aggregation, see :class:`RuleAggregator`.
     eps, min_samples, embedder, index, approximate_above, nprobe, embedding_cache_dir, device:
         Semantic aggregation, see :class:`SemanticAggregator`. ``eps`` is a cosine
@@ -74,7 +72,8 @@ class TagNormalizer:
 
     def __init__(self, preset: str | None = "paper", *, frequency: bool = True, rules: bool = True,
                  semantic: bool = True, association: bool = True, alpha: int | float | None = None,
-                 lowercase: bool = True, strip_special: bool = True, keep_chars: str = "+#", lemmatize: bool = True,
+                 lowercase: bool = True, strip_special: bool = True, keep_chars: str = "+#", keep_leading: str = ".",
+                 lemmatize: bool = True,
                  rule_label: str = "lemma", eps: float | None = None, min_samples: int | None = None,
                  embedder: str | Embedder | None = None, index: str = "auto", approximate_above: int = 50_000,
                  nprobe: int = 16, embedding_cache_dir: str | os.PathLike | None = None,
@@ -94,7 +93,8 @@ class TagNormalizer:
                         "association": bool(association)}
         self.frequency_filter = FrequencyFilter(values["alpha"])
         self.rule_aggregator = RuleAggregator(lowercase=lowercase, strip_special=strip_special,
-                                              keep_chars=keep_chars, lemmatize=lemmatize, label=rule_label)
+                                              keep_chars=keep_chars, keep_leading=keep_leading, lemmatize=lemmatize,
+                                              label=rule_label)
         self.semantic_aggregator = SemanticAggregator(
             eps=values["eps"], min_samples=values["min_samples"], embedder=embedder, index=index,
             approximate_above=approximate_above, nprobe=nprobe, cache_dir=embedding_cache_dir,
@@ -182,7 +182,9 @@ class TagNormalizer:
                     result = step.fit(before, progress=self.progress)
                 else:
                     result = StepResult.identity(before.vocab)
-                corpus = before.remap(result.target, result.vocab) if self.enabled[step.name] else before
+                result, blank = drop_empty(result)  # no step may leave an empty tag, whatever it is
+                changed = self.enabled[step.name] or blank
+                corpus = before.remap(result.target, result.vocab) if changed else before
                 seconds = time.perf_counter() - t0
                 if len(result.target):
                     position = np.where(position >= 0, result.target[np.maximum(position, 0)], -1)
@@ -191,6 +193,8 @@ class TagNormalizer:
                 after[step.name] = position.copy()
                 vocabs[step.name] = corpus.vocab
                 stages.append(self._stage_report(step, before, corpus, result, seconds))
+                if stages[-1].stats.get("warning"):
+                    logger.warning("%s", stages[-1].stats["warning"])
                 bar.update(1)
                 logger.debug("%s: %d -> %d tags in %.1fs", step.title, len(before.vocab), len(corpus.vocab), seconds)
                 yield stages[-1], corpus
@@ -199,7 +203,8 @@ class TagNormalizer:
         mapping = self._mapping(raw_vocab, raw_counts, corpus, after, vocabs)
         mapping.report = NormalizationReport(
             samples=corpus.n_usable, skipped_rows=skipped, raw_tags=len(raw_vocab), final_tags=len(corpus.vocab),
-            stages=stages, params=self.get_params())
+            stages=stages, params=self.get_params(),
+            warnings=[s.stats["warning"] for s in stages if s.stats.get("warning")])
         self.mapping_ = mapping
 
     def _stage_report(self, step, before: TagSets, after: TagSets, result: StepResult,
@@ -207,19 +212,18 @@ class TagNormalizer:
         enabled = self.enabled[step.name]
         counts = before.counts
         merges: list = []
-        examples: list = []
-        if enabled and step.name == "frequency":
-            dropped = np.flatnonzero(result.target < 0)
-            dropped = dropped[np.lexsort((dropped, -counts[dropped]))][:10]
-            examples = [(before.vocab[j], None) for j in dropped]
-        elif enabled:
+        dropped = np.flatnonzero(result.target < 0)
+        dropped = dropped[np.lexsort((dropped, -counts[dropped]))][:10]
+        examples: list = [(before.vocab[j], None) for j in dropped]  # dropped first: the frequency filter's only
+        if enabled and step.name != "frequency":
             merges = largest_groups(result.target, before.vocab, result.vocab, counts)
             changed = [j for j in np.argsort(-counts, kind="stable")
                        if result.target[j] >= 0 and result.vocab[result.target[j]] != before.vocab[j]]
-            examples = [(before.vocab[j], result.vocab[result.target[j]]) for j in changed[:10]]
+            examples += [(before.vocab[j], result.vocab[result.target[j]]) for j in changed[:10 - len(examples)]]
+        stats = result.stats if enabled else {k: v for k, v in result.stats.items() if k == "dropped_empty_tags"}
         return StageReport(name=step.name, title=step.title, enabled=enabled, tags_before=len(before.vocab),
                            tags_after=len(after.vocab), seconds=seconds, merges=merges, examples=examples,
-                           stats=_plain(result.stats) if enabled else {})
+                           stats=_plain(stats))
 
     def _mapping(self, raw_vocab: list[str], raw_counts: np.ndarray, final: TagSets,
                  after: dict[str, np.ndarray], vocabs: dict[str, list[str]]) -> TagMapping:
@@ -230,7 +234,7 @@ class TagNormalizer:
             texts[name] = [vocab[p] if p >= 0 else None for p in pos.tolist()]
         stage = []
         for i, raw in enumerate(raw_vocab):
-            if texts["frequency"][i] is None:
+            if texts["association"][i] is None:  # the frequency filter, or nothing left after the rules
                 stage.append("dropped")
                 continue
             last = "unchanged"

@@ -46,7 +46,8 @@ class StageReport:
 
 @dataclass
 class NormalizationReport:
-    """The per-stage record of one :meth:`TagNormalizer.fit`."""
+    """The per-stage record of one :meth:`TagNormalizer.fit`; ``warnings``: what looks wrong (e.g. an alpha
+    that drops nearly every tag), also logged."""
 
     samples: int
     skipped_rows: int
@@ -54,6 +55,13 @@ class NormalizationReport:
     final_tags: int
     stages: list[StageReport]
     params: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def dropped_tags(self) -> int:
+        """Raw tags mapped to no canonical tag: below the frequency filter's alpha, or nothing left after the rules."""
+        return sum(int(s.stats.get("dropped_tags", 0)) + int(s.stats.get("dropped_empty_tags", 0))
+                   for s in self.stages)
 
     def __getitem__(self, name: str) -> StageReport:
         for stage in self.stages:
@@ -75,8 +83,10 @@ class NormalizationReport:
             "# Tag normalization report",
             "",
             f"{self.samples:,} tagged samples ({self.skipped_rows:,} rows skipped for their status); "
-            f"{self.raw_tags:,} raw tags -> {self.final_tags:,} canonical tags.",
+            f"{self.raw_tags:,} raw tags -> {self.final_tags:,} canonical tags ({self.dropped_tags:,} raw tags "
+            "dropped).",
             "",
+            *(line for w in self.warnings for line in (f"> **Warning:** {_cell(w)}", "")),
             "| step | enabled | tags before | tags after | seconds |",
             "|---|---|---:|---:|---:|",
         ]
@@ -87,7 +97,7 @@ class NormalizationReport:
             if not s.enabled:
                 continue
             lines += ["", f"## {s.title}", ""]
-            shown = {k: v for k, v in s.stats.items() if not isinstance(v, (list, dict))}
+            shown = {k: v for k, v in s.stats.items() if not isinstance(v, (list, dict)) and k != "warning"}
             if shown:
                 lines.append(", ".join(f"{k}: {_format(v)}" for k, v in shown.items()))
             if s.merges:

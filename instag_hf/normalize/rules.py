@@ -15,6 +15,9 @@ Before lowercasing, words glued together are split (see :func:`split_words`), so
 "python 3". Splitting only adds merges: tags the unsplit rules put together stay together,
 so "JavaScript" still meets "javascript" (and is labelled "javascript" when that spelling
 is written out more often than "java script").
+
+A tag with nothing left after the rules (only punctuation: "...", "-", "?!") has no rule
+group: it is dropped (``target == -1``, counted in ``dropped_tags``), never mapped to "".
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .base import StepResult, groups_to_result
+from .base import StepResult, groups_to_result, is_empty
 
 _POS_ORDER = ("NOUN", "VERB", "ADJ", "ADV", "PROPN", "AUX")
 _ACRONYM_PLURAL = re.compile(r"\b([A-Z][A-Z0-9]+)s\b")
@@ -101,7 +104,11 @@ class RuleAggregator:
         rule), except ``keep_chars`` directly after a letter or digit, so that "C++",
         "C#" and "F#" survive and do not merge with "C" and "F".
     keep_chars:
-        See ``strip_special``; ``""`` applies the paper's rule literally.
+        See ``strip_special``; ``""`` (with ``keep_leading=""``) applies the paper's rule literally.
+    keep_leading:
+        Characters kept at the start of a word (not after a letter or digit) when a letter
+        follows, so that ".NET" stays ".net" and does not merge with "NET"; "ASP.NET" still
+        becomes "asp net".
     lemmatize:
         Reduce every word to its lemma ("Data Analyses" -> "data analysis").
     label:
@@ -122,25 +129,32 @@ class RuleAggregator:
     title = "rule aggregation"
 
     def __init__(self, lowercase: bool = True, strip_special: bool = True, keep_chars: str = "+#",
-                 lemmatize: bool = True, label: str = "lemma", split_case: bool = True):
+                 lemmatize: bool = True, label: str = "lemma", split_case: bool = True, keep_leading: str = "."):
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, got {label!r}")
-        if not isinstance(keep_chars, str) or any(c.isalnum() or c.isspace() for c in keep_chars):
-            raise ValueError(f"keep_chars must be a string of punctuation characters, got {keep_chars!r}")
+        for name, chars in (("keep_chars", keep_chars), ("keep_leading", keep_leading)):
+            if not isinstance(chars, str) or any(c.isalnum() or c.isspace() for c in chars):
+                raise ValueError(f"{name} must be a string of punctuation characters, got {chars!r}")
         self.lowercase, self.strip_special, self.keep_chars = bool(lowercase), bool(strip_special), keep_chars
         self.lemmatize, self.label, self.split_case = bool(lemmatize), label, bool(split_case)
+        self.keep_leading = keep_leading
         kept = re.escape(keep_chars)
-        special = rf"(?<![^\W_]|[{kept}])[{kept}]+|[^\w{kept}]|_" if keep_chars else r"[^\w]|_"
+        other = rf"[^\w{kept}]" if keep_chars else r"[^\w]"
+        if keep_leading:  # ".NET": a leading character before a letter, not after a letter or digit
+            after = rf"[^\W_]|[{kept}]" if keep_chars else r"[^\W_]"
+            other = rf"(?!(?<!{after})[{re.escape(keep_leading)}][^\W\d_]){other}"
+        special = rf"(?<![^\W_]|[{kept}])[{kept}]+|{other}|_" if keep_chars else rf"{other}|_"
         self._special = re.compile(special)
 
     def __repr__(self) -> str:
         return (f"RuleAggregator(lowercase={self.lowercase}, strip_special={self.strip_special}, "
-                f"keep_chars={self.keep_chars!r}, lemmatize={self.lemmatize}, label={self.label!r}, "
-                f"split_case={self.split_case})")
+                f"keep_chars={self.keep_chars!r}, keep_leading={self.keep_leading!r}, lemmatize={self.lemmatize}, "
+                f"label={self.label!r}, split_case={self.split_case})")
 
     def get_params(self) -> dict:
         return {"lowercase": self.lowercase, "strip_special": self.strip_special, "keep_chars": self.keep_chars,
-                "lemmatize": self.lemmatize, "label": self.label, "split_case": self.split_case}
+                "keep_leading": self.keep_leading, "lemmatize": self.lemmatize, "label": self.label,
+                "split_case": self.split_case}
 
     def clean(self, text: str) -> str:
         """The text after every rule but lemmatization."""
@@ -214,13 +228,20 @@ class RuleAggregator:
     def fit(self, corpus, progress: bool = False) -> StepResult:
         from tqdm.auto import tqdm
 
-        vocab, counts = corpus.vocab, corpus.counts
+        vocab, counts = list(corpus.vocab), np.asarray(corpus.counts)
         tags = tqdm(vocab, desc="Rule aggregation", unit="tag", disable=not progress, leave=False)
-        surfaces, keys = self._readings(tags, counts)
+        all_surfaces, all_keys = self._readings(tags, counts)
+        # a tag with nothing left after the rules ("...", "?!") has no group: it is dropped, never mapped to ""
+        kept = np.fromiter((not is_empty(s) and any(not is_empty(k) for k in ks)
+                            for s, ks in zip(all_surfaces, all_keys)), dtype=bool, count=len(vocab))
+        dropped = ~kept
+        surfaces = [s for s, k in zip(all_surfaces, kept) if k]
+        keys = [tuple(x for x in ks if not is_empty(x)) for ks, k in zip(all_keys, kept) if k]
+        kept_counts = counts[kept]
         surface_ids: dict[str, int] = {}
         sid = np.fromiter((surface_ids.setdefault(s, len(surface_ids)) for s in surfaces), dtype=np.int64,
                           count=len(surfaces))
-        surface_counts = np.bincount(sid, weights=counts, minlength=len(surface_ids)).astype(np.int64)
+        surface_counts = np.bincount(sid, weights=kept_counts, minlength=len(surface_ids)).astype(np.int64)
         # groups: surfaces joined through any shared key (union-find over the keys)
         parent = list(range(len(surface_ids)))
 
@@ -242,5 +263,8 @@ class RuleAggregator:
                              count=len(roots))
         target, new_vocab = groups_to_result(labels, list(surface_ids), surface_counts)
         sizes = np.bincount(labels[sid], minlength=len(group_ids)) if len(sid) else np.zeros(0, dtype=np.int64)
-        stats = {"groups": len(group_ids), "merged_groups": int((sizes > 1).sum())}
-        return StepResult(target[sid], new_vocab, stats)
+        full = np.full(len(vocab), -1, dtype=np.int64)
+        full[kept] = target[sid]
+        stats = {"groups": len(group_ids), "merged_groups": int((sizes > 1).sum()),
+                 "dropped_tags": int(dropped.sum()), "dropped_occurrences": int(counts[dropped].sum())}
+        return StepResult(full, new_vocab, stats)

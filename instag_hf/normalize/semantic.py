@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import StepResult, groups_to_result
+from .base import StepResult, groups_to_result, is_blank
 from .embeddings import Embedder, describe, embed, make_embedder
 
 INDEXES = ("auto", "flat", "ivf")
@@ -120,7 +120,8 @@ class SemanticAggregator:
         Where vectors are cached (default ``instag_home()/"embeddings"``).
 
     A cluster maps to its member held by the most samples (ties: shorter, then
-    alphabetically first); noise points stay themselves.
+    alphabetically first); noise points stay themselves. Blank tags (no letter or digit)
+    are neither embedded nor clustered: nothing merges into or out of them.
     """
 
     name = "semantic"
@@ -172,17 +173,21 @@ class SemanticAggregator:
 
     def fit(self, corpus, progress: bool = False) -> StepResult:
         vocab, counts = corpus.vocab, corpus.counts
-        if len(vocab) < 2:
+        words = np.fromiter((not is_blank(t) for t in vocab), dtype=bool, count=len(vocab))
+        if words.sum() < 2:
             return StepResult.identity(vocab, clusters=0, embedder=describe(self.embedder))
         t0 = time.perf_counter()
-        vectors, cached = embed(vocab, self.embedder, self.cache_dir, self.use_cache, progress=progress)
+        vectors, cached = embed([t for t, w in zip(vocab, words) if w], self.embedder, self.cache_dir,
+                                self.use_cache, progress=progress)
         embed_seconds = time.perf_counter() - t0
-        labels, stats = self.cluster(vectors, progress=progress)
+        found, stats = self.cluster(vectors, progress=progress)
         del vectors
+        labels = np.full(len(vocab), -1, dtype=np.int64)
+        labels[words] = found
         target, new_vocab = groups_to_result(labels, vocab, counts)
         sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
         stats = {"eps": self.eps, "min_samples": self.min_samples, "embedder": describe(self.embedder),
-                 "embedded": len(vocab) - cached, "embedding_cache_hits": cached,
+                 "embedded": int(words.sum()) - cached, "embedding_cache_hits": cached,
                  "clusters": int((sizes > 1).sum()), "clustered_tags": int(sizes[sizes > 1].sum()),
                  "noise_tags": int((labels < 0).sum()),
                  "embed_seconds": embed_seconds, **stats}

@@ -4,11 +4,11 @@ and the files ``instag sample --compare`` writes. The numbers come from
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..analysis.strict_json import write_json
 from .plots import _figure, _save
 
 if TYPE_CHECKING:  # hints only: plots draw what they are given
@@ -60,7 +60,7 @@ def plot_strategy_complexity_diversity(comparison: StrategyComparison, path: str
 
 
 def _pct(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
 
 def comparison_markdown(comparison: StrategyComparison) -> str:
@@ -70,11 +70,12 @@ def comparison_markdown(comparison: StrategyComparison) -> str:
     head += [f"share {s}" for s in sources]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in comparison.results:
-        js = "-" if math.isnan(r.js_divergence) else f"{r.js_divergence:.4f}"
+        js = "-" if r.js_divergence is None or not math.isfinite(r.js_divergence) else f"{r.js_divergence:.4f}"
         cells = [r.strategy, f"{r.selected:,}", _pct(r.coverage), f"{r.diversity:,}", f"{r.complexity:.2f}",
                  f"{r.entropy:.3f}", js] + [_pct((r.sources or {}).get(s, 0.0)) for s in sources]
         lines.append("| " + " | ".join(cells) + " |")
-    pool = ["pool", f"{comparison.pool_rows:,}", "100.0%", f"{comparison.pool_diversity:,}",
+    pool = ["pool", f"{comparison.pool_rows:,}", "100.0%" if comparison.pool_diversity else "-",
+            f"{comparison.pool_diversity:,}",
             f"{comparison.pool_complexity:.2f}", f"{comparison.pool_entropy:.3f}", "0"]
     pool += [_pct(comparison.pool_sources[s]) for s in sources]
     lines.append("| " + " | ".join(pool) + " |")
@@ -86,7 +87,7 @@ def write_comparison(comparison: StrategyComparison, output_dir: str | Path) -> 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "comparison.json", "markdown": out / "comparison.md"}
-    files["json"].write_text(json.dumps(comparison.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json(files["json"], comparison.as_dict())
     title = f"# Selection strategies compared at n = {comparison.n:,}\n\n"
     files["markdown"].write_text(title + comparison_markdown(comparison) + "\n![coverage](coverage_curves.png)\n\n"
                                  "![complexity and diversity](complexity_diversity.png)\n", encoding="utf-8")

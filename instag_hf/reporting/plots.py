@@ -92,7 +92,7 @@ def plot_long_tail(metrics: Sequence[DatasetMetrics], path: str | Path) -> Path:
     ax.set_ylabel("rows carrying the tag")
     ax.set_title("Tag long tail (rank-frequency)")
     ax.grid(alpha=0.3, which="both")
-    if metrics and len(metrics) <= 12:
+    if 0 < len(ax.get_lines()) <= 12:  # no line (no dataset has a tag): no legend, and no matplotlib warning
         ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -128,7 +128,7 @@ def plot_tag_counts(metrics: Sequence[DatasetMetrics], path: str | Path) -> Path
     ax.set_ylabel("share of tagged rows")
     ax.set_title("Distribution of tag counts")
     ax.grid(alpha=0.3)
-    if metrics and len(metrics) <= 12:
+    if 0 < len(ax.get_lines()) <= 12:  # no line (no dataset has a tag): no legend, and no matplotlib warning
         ax.legend(fontsize=8)
     return _save(fig, path)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..analysis.metrics import Analysis
+from ..analysis.strict_json import write_json
 from ..selection.report import SelectionReport
 
 _CSS = """
@@ -126,7 +126,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:,.2f}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return "-" if not math.isfinite(value) else f"{value:,.2f}" if abs(value) < 1e6 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
@@ -137,7 +137,7 @@ def _md_cell(value: Any) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{100 * value:.1f}%"
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -248,7 +248,7 @@ def write_report(analysis: Analysis, output_dir: str | Path, *, title: str = "In
     files = ReportFiles(out / "report.md", out / "report.html", out / "metrics.json", images)
     files.markdown.write_text(doc.to_markdown(relative_to=out), encoding="utf-8")
     files.html.write_text(doc.to_html(), encoding="utf-8")
-    files.json.write_text(json.dumps(analysis.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json(files.json, analysis.as_dict())
     return files
 
 
@@ -266,12 +266,12 @@ def selection_document(report: SelectionReport, *, title: str | None = None) -> 
         ["rows", r.pool_rows, r.selected],
         ["tagged rows", r.pool_tagged_rows, r.subset_tagged_rows],
         ["unique tags", r.pool_diversity, r.subset_diversity],
-        ["coverage of the pool's tags", "100.0%", _pct(r.coverage)],
+        ["coverage of the pool's tags", "100.0%" if r.pool_diversity else "-", _pct(r.coverage)],
         ["avg tags per sample", round(r.pool_complexity, 2), round(r.subset_complexity, 2)],
         ["rows without usable tags", r.pool_untagged_rows, r.untagged_selected],
     ])
     doc.text(f"Jensen-Shannon divergence between the pool's and the subset's tag distributions: "
-             f"{_fmt(r.js_divergence) if math.isnan(r.js_divergence) else f'{r.js_divergence:.4f}'} "
+             f"{_fmt(r.js_divergence) if not math.isfinite(r.js_divergence) else f'{r.js_divergence:.4f}'} "
              "(0 = same distribution, 1 = no tag in common).")
     if r.groups:
         pool_total = sum(p for p, _ in r.groups.values()) or 1

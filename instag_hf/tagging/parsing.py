@@ -53,11 +53,16 @@ _STRIP_CHARS = " \t\"'`*#_-•.:;,"
 
 @dataclass(frozen=True)
 class ParseResult:
-    """Tags recovered from one model answer; ``status`` is ``ok`` or ``parse_error``."""
+    """Tags recovered from one model answer; ``status`` is ``ok`` or ``parse_error``.
+
+    ``note``: what the parser left out of an ``ok`` answer, for the row's ``instag_error``
+    (e.g. ``"kept the first 32 of 1000 tags"``); ``""`` when nothing was.
+    """
 
     tags: list[dict] = field(default_factory=list)
     status: str = "parse_error"
     error: str = ""
+    note: str = ""
 
 
 def _text(text: str) -> str:
@@ -66,14 +71,18 @@ def _text(text: str) -> str:
 
 
 def clean_tag(value: Any) -> str | None:
-    """A tag title with quotes, markup and extra spaces removed, or None if unusable."""
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+    """A tag title with quotes, markup and extra spaces removed, or None if unusable.
+
+    Unusable: not a string (a JSON number is never a tag), over ``MAX_TAG_CHARS``, more than
+    one line, or without a letter (``"42"``, ``"3.14"``, ``"..."``; ``"3D"`` and ``"C++"`` are tags).
+    """
+    if not isinstance(value, str):
         return None
-    text = str(value)
+    text = value
     if "\n" in text.strip():
         return None
     text = _SPACE.sub(" ", text).strip(_STRIP_CHARS).strip()
-    if not text or len(text) > MAX_TAG_CHARS or not any(ch.isalnum() for ch in text):
+    if not text or len(text) > MAX_TAG_CHARS or not any(ch.isalpha() for ch in text):
         return None
     return _text(text)
 
@@ -292,13 +301,17 @@ def parse_tags(text: Any) -> ParseResult:
       either. Why: a stray object of fields and a title map have the same JSON shape;
       only whole-answer position and title-like keys tell an intention list apart.
 
-    Numbers, booleans and other objects never become tags, nor does anything in an object
-    that only follows a list (``Metadata: {...}``). Every top-level value counts, so JSON
-    lines and objects separated by commas work. A cut-off answer gives the items finished
+    Numbers (a JSON number, or a string without a letter such as ``"42"``), booleans and
+    other objects never become tags, nor does anything in an object that only follows a
+    list (``Metadata: {...}``). Every top-level value counts, so the paper's answer format
+    works in every layout models write it: one ``{"tag": str, "explanation": str}`` object,
+    a list of them, or a bare sequence of them (one per line, or separated by commas
+    without brackets). A cut-off answer gives the items finished
     before the cut (an object whose tag string was finished counts, its explanation only if
     finished too). Tags are cleaned by :func:`clean_tag` (at most ``MAX_TAG_CHARS``) and
     explanations cut to ``MAX_EXPLANATION_CHARS``; answers over ``MAX_ANSWER_CHARS`` are cut
-    first. ``status`` is ``ok`` iff a tag was recovered, else ``parse_error`` with ``error``.
+    first. Beyond ``MAX_TAGS`` distinct tags the first ones are kept and ``note`` says how many
+    there were. ``status`` is ``ok`` iff a tag was recovered, else ``parse_error`` with ``error``.
     """
     try:
         return _parse(text)
@@ -343,16 +356,15 @@ def _parse(text: Any) -> ParseResult:
             tag = clean_tag(raw_tag)
             if tag is None or tag.casefold() in seen:
                 continue
-            seen.add(tag.casefold())
-            tags.append({"tag": tag, "explanation": _clean_explanation(raw_expl)})
-            if len(tags) == MAX_TAGS:
-                break
-        if len(tags) == MAX_TAGS:
-            break
+            seen.add(tag.casefold())  # counted past the cap, for the note
+            if len(tags) < MAX_TAGS:
+                tags.append({"tag": tag, "explanation": _clean_explanation(raw_expl)})
     if tags:
-        return ParseResult(tags, "ok", "")
+        more = "at least " if len(text) > MAX_ANSWER_CHARS else ""  # the rest of the answer was not read
+        note = f"kept the first {MAX_TAGS} of {more}{len(seen)} tags" if len(seen) > MAX_TAGS else ""
+        return ParseResult(tags, "ok", "", note)
     if found_pairs:
-        return ParseResult([], "parse_error", "no usable tag (empty, too long or not text)")
+        return ParseResult([], "parse_error", "no usable tag (empty, too long, or without a letter)")
     if complete:
         return ParseResult([], "parse_error", "JSON without tags")
     if partial:

@@ -510,7 +510,7 @@ def _turn_result(answer: Mapping, query_cut: bool) -> TurnResult:
                           f"the answer was cut at the token budget ({asked} new tokens){dropped}: "
                           f"raise max_new_tokens (or max_model_len)")
     status = schema.TRUNCATED if (query_cut and parsed.status == schema.OK) else parsed.status
-    error = parsed.error or (getattr(parsed, "note", "") if status in schema.TAGGED_STATUSES else "")
+    error = parsed.error or (parsed.note if status in schema.TAGGED_STATUSES else "")
     return TurnResult(parsed.tags, status, error or "")
 
 
