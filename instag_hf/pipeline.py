@@ -8,12 +8,12 @@ and (in ``hub/``) the card, plots and parquet configs exactly as ``instag push``
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Mapping
 
 from . import schema
+from .strict_json import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -91,5 +91,5 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
                       pretty_name="instag_hf demo: the bundled sample, tagged")
     summary = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.configured_backend.stats(),
                "rows": len(pool), "selected": len(subset), "analysis": analysis.as_dict()}
-    written["summary"].write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+    write_json(written["summary"], summary, default=str)
     return written

@@ -134,7 +134,7 @@ def test_every_row_failed_gives_null_statistics_not_nan(tmp_path, capsys):
 def test_strict_json_helper_turns_non_finite_numbers_into_null(tmp_path):
     import numpy as np
 
-    from instag_hf.analysis.strict_json import dumps, finite, write_json
+    from instag_hf.strict_json import dumps, finite, write_json
 
     value = {"a": float("nan"), "b": [1.5, float("inf"), np.float32("nan"), np.int64(3)],
              2: (np.array([1.0, -np.inf]),), "ok": True, "none": None, "text": "NaN"}

@@ -13,7 +13,7 @@ from .metrics import (
                       tag_recall,
                       top_tags,
 )
-from .strict_json import write_json
+from ..strict_json import write_json
 from .tagsets import TagSets
 
 __all__ = ["TagSets", "Analysis", "DatasetMetrics", "analyze", "complexity", "coverage", "dataset_metrics",

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from .. import schema
-from .strict_json import finite
+from ..strict_json import finite
 from .tagsets import TagSets, group_codes, resolve_tags_column, to_tagsets
 
 

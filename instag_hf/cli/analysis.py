@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import schema
-from ..analysis.strict_json import write_json
+from ..strict_json import write_json
 from ..selection.params import COMPARED, QUOTA_MODES, STRATEGIES, TIES, UNTAGGED
 from .main import SAMPLE_PREFIX, load_input, non_negative_int, percent, positive_int, require_tags_column
 

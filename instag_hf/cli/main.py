@@ -19,6 +19,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from ..strict_json import write_json
+
 SAMPLE_PREFIX = "sample:"
 #: modules that contribute subcommands (normalize, analyze, sample, ...)
 API_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
@@ -346,7 +348,7 @@ def _tag_and_save(tagger, ds, out: Path, name: str, limit: int | None, map_batch
 def _write_summary(out: Path, tagger, parts: dict) -> None:
     record = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.configured_backend.stats(),
               "datasets": parts}
-    (out / "summary.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
+    write_json(out / "summary.json", record)
     print(f"\n{tagger.summary()}")
     print(f"Wrote {out.resolve()}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..analysis.strict_json import dumps, write_json
+from ..strict_json import dumps, write_json
 from .main import API_OPTIONS, _add_tagger_options, load_input, non_negative_int, positive_int
 
 

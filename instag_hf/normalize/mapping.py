@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import schema
-from ..analysis.strict_json import write_json
+from ..strict_json import write_json
 from .base import is_empty
 from .report import NormalizationReport
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .. import schema
+from ..strict_json import write_json
 from ..tagging.prompts import Template, get_template
 
 LAYOUTS = ("auto", "messages", "conversations", "prompt_completion", "text")
@@ -285,7 +286,7 @@ def save_distill(splits, output: str | Path, report: DistillReport | None = None
     paths["heldout_gold"] = path
     if report is not None:
         paths["report"] = out / "distill.json"
-        paths["report"].write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        write_json(paths["report"], report.as_dict())
     return paths
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import schema
+from ..strict_json import dumps
 from .matching import MATCHINGS, exact_pairs, fuzzy_pairs, tag_names
 
 FAILED = ("skip", "empty")
@@ -122,7 +123,7 @@ class TagEvalReport:
                 "fuzzy": self.fuzzy.as_dict(per_tag) if self.fuzzy is not None else None}
 
     def to_json(self, path: str | None = None, per_tag: bool = True) -> str:
-        text = json.dumps(self.as_dict(per_tag), indent=2, ensure_ascii=False)
+        text = dumps(self.as_dict(per_tag), indent=2)
         if path is not None:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from .. import schema
+from ..strict_json import dumps
 from .judge_prompts import METRICS
 from .verdicts import NO, YES
 
@@ -105,7 +105,7 @@ class JudgeResult:
         """One line per case (the verdict record to keep next to the summary)."""
         with open(path, "w", encoding="utf-8") as fh:
             for c in self.cases:
-                fh.write(json.dumps(c.as_dict(), ensure_ascii=False) + "\n")
+                fh.write(dumps(c.as_dict()) + "\n")
 
     def to_dataset(self):
         from datasets import Dataset

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..analysis.strict_json import write_json
+from ..strict_json import write_json
 from .plots import _figure, _save
 
 if TYPE_CHECKING:  # hints only: plots draw what they are given

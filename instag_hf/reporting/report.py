@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..analysis.metrics import Analysis
-from ..analysis.strict_json import write_json
+from ..strict_json import write_json
 from ..selection.report import SelectionReport
 
 _CSS = """

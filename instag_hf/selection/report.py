@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import schema
-from ..analysis.strict_json import finite
+from ..strict_json import finite
 from ..analysis.tagsets import TagSets, group_codes, to_tagsets
 
 
