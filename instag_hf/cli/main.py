@@ -265,7 +265,7 @@ def _add_tagger_options(p: argparse.ArgumentParser) -> None:
                         "retrieval (the tagged bank's nearest queries, no language model), transformers, vllm, "
                         "or package.module:Class (default: auto)")
     g.add_argument("--model", help="model for the backend (transformers: hub id, folder or 'embedded')")
-    g.add_argument("--template", help="prompt template: teacher, vicuna_v1.1, chatml, fewshot, fewshot_retrieval "
+    g.add_argument("--template", help="prompt template: teacher, paper, vicuna_v1.1, vicuna_v1.1_raw, chatml, fewshot, fewshot_retrieval "
                         "(default: the backend's)")
     g.add_argument("--batch-size", type=positive_int, default=16, help="prompts per backend call (default: 16)")
     g.add_argument("--max-query-tokens", type=positive_int, default=1536)
