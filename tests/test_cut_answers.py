@@ -181,3 +181,18 @@ def test_on_a_loopback_server_that_cuts_at_max_tokens(cache_dir):
     assert len(out["instag_tags"][0]) == 6 and out["instag_tags"][1] == []
     assert [x["tag"] for x in out["instag_tags"][2]] == ["Translate", "Hello"]
     assert sorted(asked.values()) == [1, 2, 2]  # the short row once, the cut rows twice
+
+
+def test_a_retry_the_server_refuses_leaves_the_turn_answer_truncated_with_the_reason(cache_dir):
+    """A server whose context cannot hold the larger budget answers 400: the turn is still known to be cut."""
+
+    class SmallContext(BudgetBackend):
+        def generate(self, prompts, params):
+            if params.max_new_tokens > 100:
+                return [Completion(error="http_400: maximum context length is 2048 tokens") for _ in prompts]
+            return super().generate(prompts, params)
+
+    t = instag_hf.Tagger(backend=SmallContext(), cache_dir=cache_dir, progress=False, max_new_tokens=40)
+    (six,) = t.tag_queries(["six of them"])
+    assert six.status == "answer_truncated"
+    assert "asking again with 160 new tokens failed: http_400" in six.error
