@@ -119,12 +119,12 @@ def served_model(base_url: str) -> str:
 
 # --- 1. tagging -----------------------------------------------------------------------
 def tag_run(server: str, base_url: str, model: str, fmt: str, concurrency: int, timeout: float,
-            max_retries: int) -> dict:
+            max_retries: int, template: str = "teacher") -> dict:
     import instag_hf
 
     tagger = instag_hf.Tagger(backend="openai", base_url=base_url, model=model, api_key_env="", use_cache=False,
                               response_format=fmt, progress=False, concurrency=concurrency, timeout=timeout,
-                              max_retries=max_retries)
+                              max_retries=max_retries, template=template)
     started = time.monotonic()
     rows = tagger.tag_rows([[q] for q in QUERIES])
     seconds = time.monotonic() - started
@@ -135,7 +135,8 @@ def tag_run(server: str, base_url: str, model: str, fmt: str, concurrency: int, 
     stats = tagger.backend.stats()
     tagger.backend.close()
     return {
-        "server": server, "response_format": fmt, "rows": len(rows), "statuses": dict(statuses),
+        "server": server, "template": tagger.template.id, "response_format": fmt, "rows": len(rows),
+        "statuses": dict(statuses),
         "mean_tags_per_ok_row": (sum(ok_tags) / len(ok_tags)) if ok_tags else None,
         "seconds": round(seconds, 1), "backend_stats": stats,
         "first_backend_error": errors[0] if errors else "",
@@ -154,7 +155,7 @@ def _stat(stats: dict, *names: str):
 
 
 def markdown_table(results: list[dict]) -> str:
-    cols = ["server", "response_format", "ok", "parse_error", "backend_error", "other", "mean tags/ok row",
+    cols = ["server", "template", "response_format", "ok", "parse_error", "backend_error", "other", "mean tags/ok row",
             "requests", "retries", "failures", "s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
@@ -167,7 +168,7 @@ def markdown_table(results: list[dict]) -> str:
         failures = (", ".join(f"{k}={v}" for k, v in failures.items()) or "0") if isinstance(failures, dict) \
             else _stat(s, "failures")
         lines.append("| " + " | ".join(str(x) for x in [
-            r["server"], r["response_format"], ok, pe, be, other, mean,
+            r["server"], r.get("template", "teacher@1"), r["response_format"], ok, pe, be, other, mean,
             _stat(s, "requests", "requests_sent"), _stat(s, "retries"), failures, r["seconds"]]) + " |")
     return "\n".join(lines)
 
@@ -215,6 +216,8 @@ def main(argv=None) -> int:
     ap.add_argument("--base-url", help="e.g. http://127.0.0.1:8391/v1")
     ap.add_argument("--model", help="served model name (default: the first of GET /models)")
     ap.add_argument("--formats", default=",".join(FORMATS), help="comma-separated response_format values")
+    ap.add_argument("--template", default="teacher",
+                    help="prompt template (vicuna_v1.1 goes to /v1/completions as the exact prompt text)")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per request attempt")
     ap.add_argument("--max-retries", type=int, default=5)
@@ -255,7 +258,7 @@ def main(argv=None) -> int:
         for fmt in args.formats.split(","):
             print(f"  tagging {len(QUERIES)} queries with response_format={fmt} ...", file=sys.stderr, flush=True)
             results.append(tag_run(args.server, base_url, model, fmt.strip(), args.concurrency, args.timeout,
-                                   args.max_retries))
+                                   args.max_retries, args.template))
         print(markdown_table(results))
         print()
         for r in results:
