@@ -225,7 +225,7 @@ def quality(corpus, mapping, rules_corpus, embedder, cache_dir, eps_values, min_
     emit("|---:|---:|---:|---:|---:|---:|---:|---:|")
     rule_of = column(mapping, "rule_tag")
     for eps in eps_values:
-        step = SemanticAggregator(eps=eps, min_samples=min_samples, embedder=embedder, cache_dir=cache_dir)
+        step = SemanticAggregator(eps=eps, min_samples=min_samples, embedder=embedder, embedding_cache_dir=cache_dir)
         result = step.fit(rules_corpus)
         sem = {t: result.vocab[result.target[j]] for j, t in enumerate(rules_corpus.vocab)}
         pred = {raw: sem[r] for raw, r in rule_of.items()}

@@ -107,10 +107,10 @@ def test_semantic_merges_within_eps_into_most_frequent_member(tmp_path):
     # "b" and "a" are 10 degrees apart (similarity 0.985), "c" 60 degrees from both
     emb = TableEmbedder({"a": angle(0), "b": angle(10), "c": angle(70)})
     c = corpus(["a"], ["b"], ["b"], ["c"])
-    mapped, result = apply(SemanticAggregator(eps=0.05, embedder=emb, cache_dir=tmp_path), c)
+    mapped, result = apply(SemanticAggregator(eps=0.05, embedder=emb, embedding_cache_dir=tmp_path), c)
     assert mapped == {"a": "b", "b": "b", "c": "c"}
     assert result.stats["clusters"] == 1 and result.stats["noise_tags"] == 1
-    mapped, _ = apply(SemanticAggregator(eps=0.01, embedder=emb, cache_dir=tmp_path), c)
+    mapped, _ = apply(SemanticAggregator(eps=0.01, embedder=emb, embedding_cache_dir=tmp_path), c)
     assert mapped == {"a": "a", "b": "b", "c": "c"}
 
 
@@ -151,7 +151,7 @@ def test_semantic_graph_equals_dense_dbscan_and_ivf_finds_the_same():
 def test_semantic_caches_embeddings_per_embedder(tmp_path):
     emb = TableEmbedder({"a": angle(0), "b": angle(50)})
     emb.cache_id = "table-v1"
-    step = SemanticAggregator(embedder=emb, cache_dir=tmp_path)
+    step = SemanticAggregator(embedder=emb, embedding_cache_dir=tmp_path)
     first = step.fit(corpus(["a"], ["b"]))
     second = step.fit(corpus(["a"], ["b"]))
     assert emb.calls == 1
@@ -361,3 +361,14 @@ def test_nearly_all_dropped_also_warns_and_the_suggestion_keeps_half():
     assert "warning" not in fine.stats
     counts = np.array([10, 6, 3, 1, 1, 1])  # 22 occurrences: threshold 6 keeps 16 (73%), 10 keeps 10 (45%)
     assert suggest_alpha(counts) == 6 and suggest_alpha(np.array([1, 1, 1])) == 1
+
+
+def test_the_embedding_cache_has_its_own_name_and_the_old_one_warns(tmp_path):
+    """``cache_dir`` is the request cache in the Tagger; the embedding cache is ``embedding_cache_dir``."""
+    step = SemanticAggregator(embedding_cache_dir=tmp_path)
+    assert step.embedding_cache_dir == tmp_path
+    with pytest.warns(FutureWarning, match="embedding_cache_dir"):
+        old = SemanticAggregator(cache_dir=tmp_path)
+    assert old.embedding_cache_dir == tmp_path
+    with pytest.raises(TypeError):
+        SemanticAggregator(cache_dir=tmp_path, embedding_cache_dir=tmp_path)

@@ -165,7 +165,7 @@ def test_one_dataset_with_two_tag_columns():
 
 def test_fuzzy_with_the_real_minilm_model(tmp_path):
     report = tag_f1([["Python Programming", "Cooking"]], [["Python", "Length Constraint"]], threshold=0.8,
-                    cache_dir=str(tmp_path))
+                    embedding_cache_dir=str(tmp_path))
     assert report.exact.matched == 0
     assert [(p, g) for p, g, _ in report.fuzzy_pairs[0]] == [("python programming", "python")]
     assert report.params["embedder"].startswith("sentence-transformers:")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import re
 from pathlib import Path
 from typing import Callable, Sequence
@@ -139,6 +140,17 @@ class EmbeddingCache:
     def put_many(self, texts: Sequence[str], vectors: np.ndarray) -> None:
         self.store.put_many((t, np.ascontiguousarray(v, dtype=np.float32).tobytes(), None)
                             for t, v in zip(texts, vectors))
+
+
+def embedding_cache_argument(embedding_cache_dir, cache_dir, owner: str):
+    """``embedding_cache_dir``, also when given by its old name ``cache_dir`` (deprecated: in the
+    Tagger and the judge ``cache_dir`` is the request cache, so the embedding cache has its own name)."""
+    if cache_dir is None:
+        return embedding_cache_dir
+    if embedding_cache_dir is not None:
+        raise TypeError(f"{owner}: give embedding_cache_dir only (cache_dir is its deprecated name)")
+    warnings.warn(f"{owner}(cache_dir=...) is deprecated: use embedding_cache_dir=", FutureWarning, stacklevel=3)
+    return cache_dir
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -97,7 +97,7 @@ class TagNormalizer:
                                               label=rule_label)
         self.semantic_aggregator = SemanticAggregator(
             eps=values["eps"], min_samples=values["min_samples"], embedder=embedder, index=index,
-            approximate_above=approximate_above, nprobe=nprobe, cache_dir=embedding_cache_dir,
+            approximate_above=approximate_above, nprobe=nprobe, embedding_cache_dir=embedding_cache_dir,
             use_cache=use_embedding_cache, device=device)
         self.association_aggregator = AssociationAggregator(values["min_support"], values["min_confidence"], max_len)
         self.tags_column, self.status_column, self.unknown, self.progress = tags_column, status_column, unknown, progress

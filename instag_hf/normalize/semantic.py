@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .base import StepResult, groups_to_result, is_blank
-from .embeddings import Embedder, describe, embed, make_embedder
+from .embeddings import Embedder, describe, embed, embedding_cache_argument, make_embedder
 
 INDEXES = ("auto", "flat", "ivf")
 #: slack below the similarity threshold for the range search; DBSCAN applies ``eps`` exactly
@@ -116,8 +116,9 @@ class SemanticAggregator:
         beyond (an exact search grows with the square of the tags).
     nprobe:
         IVF cells searched per tag: more finds more pairs, slower.
-    cache_dir, use_cache:
-        Where vectors are cached (default ``instag_home()/"embeddings"``).
+    embedding_cache_dir, use_cache:
+        Where vectors are cached (default ``instag_home()/"embeddings"``; ``cache_dir`` is the
+        deprecated name).
 
     A cluster maps to its member held by the most samples (ties: shorter, then
     alphabetically first); noise points stay themselves. Blank tags (no letter or digit)
@@ -129,8 +130,8 @@ class SemanticAggregator:
 
     def __init__(self, eps: float = 0.05, min_samples: int = 2, embedder: str | Embedder | None = None,
                  index: str = "auto", approximate_above: int = 50_000, nprobe: int = 16,
-                 cache_dir: str | os.PathLike | None = None, use_cache: bool = True, device: str | None = None,
-                 batch_size: int = 256):
+                 embedding_cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                 device: str | None = None, batch_size: int = 256, cache_dir: str | os.PathLike | None = None):
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 2:
             raise ValueError(f"eps is a cosine distance in (0, 2], got {eps!r} (0.05 means similarity >= 0.95)")
         if eps > 0.5:
@@ -145,7 +146,8 @@ class SemanticAggregator:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.eps, self.min_samples, self.index = float(eps), min_samples, index
         self.approximate_above, self.nprobe = approximate_above, nprobe
-        self.cache_dir, self.use_cache = cache_dir, use_cache
+        self.embedding_cache_dir = embedding_cache_argument(embedding_cache_dir, cache_dir, "SemanticAggregator")
+        self.use_cache = use_cache
         self.embedder = make_embedder(embedder, device=device, batch_size=batch_size)
 
     def __repr__(self) -> str:
@@ -177,7 +179,7 @@ class SemanticAggregator:
         if words.sum() < 2:
             return StepResult.identity(vocab, clusters=0, embedder=describe(self.embedder))
         t0 = time.perf_counter()
-        vectors, cached = embed([t for t, w in zip(vocab, words) if w], self.embedder, self.cache_dir,
+        vectors, cached = embed([t for t, w in zip(vocab, words) if w], self.embedder, self.embedding_cache_dir,
                                 self.use_cache, progress=progress)
         embed_seconds = time.perf_counter() - t0
         found, stats = self.cluster(vectors, progress=progress)

@@ -206,8 +206,8 @@ def _scores(mode: str, preds: list[list[str]], golds: list[list[str]],
 
 def tag_f1(predicted: Sequence[Sequence[Any] | None], gold: Sequence[Sequence[Any] | None], *,
            threshold: float | None = DEFAULT_THRESHOLD, embedder: str | Callable | None = None,
-           matching: str = "hungarian", failed: str = "skip", cache_dir: str | None = None,
-           use_cache: bool = True) -> TagEvalReport:
+           matching: str = "hungarian", failed: str = "skip", embedding_cache_dir: str | None = None,
+           use_cache: bool = True, cache_dir: str | None = None) -> TagEvalReport:
     """Score ``predicted`` tags against ``gold`` tags, row by row.
 
     Parameters
@@ -227,8 +227,9 @@ def tag_f1(predicted: Sequence[Sequence[Any] | None], gold: Sequence[Sequence[An
     failed:
         ``"skip"`` leaves rows whose prediction is ``None`` out; ``"empty"`` scores them
         as predicting no tag. Rows whose reference is ``None`` are always left out.
-    cache_dir, use_cache:
-        Where tag embeddings are cached (default ``$INSTAG_HF_HOME/embeddings``).
+    embedding_cache_dir, use_cache:
+        Where tag embeddings are cached (default ``$INSTAG_HF_HOME/embeddings``; ``cache_dir`` is
+        the deprecated name).
     """
     if len(predicted) != len(gold):
         raise ValueError(f"predicted has {len(predicted)} rows and gold {len(gold)}; align them first "
@@ -257,14 +258,15 @@ def tag_f1(predicted: Sequence[Sequence[Any] | None], gold: Sequence[Sequence[An
     params = {"threshold": threshold, "matching": matching, "failed": failed, "embedder": None}
     fuzzy = pairs_text = None
     if threshold is not None:
-        from ..normalize.embeddings import describe, embed
+        from ..normalize.embeddings import describe, embed, embedding_cache_argument
         from .embedding import get_embedder
 
         emb = get_embedder(embedder)
         params["embedder"] = describe(emb)
         vocab = sorted({t for row in preds for t in row} | {t for row in golds for t in row})
         index = {t: i for i, t in enumerate(vocab)}
-        vectors = embed(vocab, emb, cache_dir=cache_dir, use_cache=use_cache)[0] if vocab else np.zeros((0, 1))
+        cache = embedding_cache_argument(embedding_cache_dir, cache_dir, "tag_f1")
+        vectors = embed(vocab, emb, cache_dir=cache, use_cache=use_cache)[0] if vocab else np.zeros((0, 1))
         fuzzy_idx, pairs_text = [], []
         for p, g in zip(preds, golds):
             if p and g:

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..normalize.embeddings import Embedder, embed, make_embedder
+from ..normalize.embeddings import Embedder, embed, embedding_cache_argument, make_embedder
 from ..normalize.semantic import INDEXES, build_index, neighbor_graph
 
 # scipy loads on first use (as FAISS does), so ``import instag_hf`` stays light
@@ -156,8 +156,8 @@ class LabelGraph:
     @classmethod
     def from_tags(cls, tags: Iterable[str], embedder: str | Embedder | None = None, threshold: float = 0.9, *,
                   index: str = "auto", approximate_above: int = 50_000, nprobe: int = 16,
-                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                  progress: bool = False) -> LabelGraph:
+                  embedding_cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                  progress: bool = False, cache_dir: str | os.PathLike | None = None) -> LabelGraph:
         """Edges between tags whose embeddings have cosine similarity ``>= threshold``, weighted by it.
 
         ``embedder``: ``None`` (the normalization step's default, all-MiniLM-L6-v2, offline),
@@ -180,7 +180,8 @@ class LabelGraph:
         if size < 2:
             return cls(tags, sparse.identity(size, format="csr"))
         emb = default_embedder() if embedder is None else make_embedder(embedder)
-        vectors, _ = embed(tags, emb, cache_dir, use_cache, progress=progress)
+        cache = embedding_cache_argument(embedding_cache_dir, cache_dir, "LabelGraph.from_tags")
+        vectors, _ = embed(tags, emb, cache, use_cache, progress=progress)
         kind = index if index != "auto" else ("flat" if size <= approximate_above else "ivf")
         faiss_index = build_index(vectors, kind, nprobe=nprobe)
         distances = neighbor_graph(vectors, 1.0 - float(threshold), faiss_index, progress=progress)
