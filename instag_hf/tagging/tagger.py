@@ -307,7 +307,11 @@ class Tagger:
             again = self._answers({key: requests[key] for key in keys}, params)
             self.stats.reasked += len(keys)
             for key in keys:
-                answers[key] = {**again[key], "budgets": [first, budget]}
+                if again[key].get("error"):  # e.g. a server whose context cannot hold the larger budget
+                    answers[key] = {**answers[key], "budgets": [first],
+                                    "retry_error": f"asking again with {budget} new tokens failed: {again[key]['error']}"}
+                else:
+                    answers[key] = {**again[key], "budgets": [first, budget]}
         return answers
 
     def _reask_budget(self, query: str) -> int:
@@ -506,8 +510,9 @@ def _turn_result(answer: Mapping, query_cut: bool) -> TurnResult:
         budgets = answer.get("budgets") or []
         asked = " then ".join(str(b) for b in budgets) or "the"
         dropped = f"; {len(parsed.tags)} tags parsed before the cut were not kept" if parsed.tags else ""
+        retry = f"; {answer['retry_error']}" if answer.get("retry_error") else ""
         return TurnResult([], schema.ANSWER_TRUNCATED,
-                          f"the answer was cut at the token budget ({asked} new tokens){dropped}: "
+                          f"the answer was cut at the token budget ({asked} new tokens){dropped}{retry}: "
                           f"raise max_new_tokens (or max_model_len)")
     status = schema.TRUNCATED if (query_cut and parsed.status == schema.OK) else parsed.status
     error = parsed.error or (parsed.note if status in schema.TAGGED_STATUSES else "")
