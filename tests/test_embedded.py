@@ -55,7 +55,8 @@ def test_a_cached_rerun_counts_tokens_without_loading_the_weights(cache_dir):
     assert first.tag_queries(queries)[0].status != "backend_error"
     again = instag_hf.Tagger(backend="transformers", cache_dir=cache_dir, max_new_tokens=16, progress=False)
     assert [r.tags for r in again.tag_queries(queries)] == [r.tags for r in first.tag_queries(queries)]
-    assert again.stats.cache_hits == 1 and again.query_budget() == 1536
+    # a 16-token answer is cut ("length") and asked again with a larger budget: both answers are cached
+    assert again.stats.requests == 0 and again.stats.cache_hits >= 1 and again.query_budget() == 1536
     assert again.backend._loaded is None and again.backend._tok is not None
 
 

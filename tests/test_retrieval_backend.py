@@ -78,6 +78,17 @@ def test_tagger_maps_a_chat_dataset_with_the_retrieval_backend(bank_file, cache_
     assert tagger.template.id == "chatml@1"
 
 
+def test_answers_are_whole_by_construction(bank_file):
+    """No token budget can cut a retrieved answer: each says it stopped on its own."""
+    from instag_hf.tagging.backends.base import FINISH_STOP, GenerationParams
+    from instag_hf.tagging.prompts import get_template
+
+    backend = RetrievalBackend(bank=str(bank_file), embedder=bow, method="vote")
+    prompts = [get_template("chatml").render(q) for q in ("sort a list in python", "capital of peru")]
+    done = backend.generate(prompts, GenerationParams(max_new_tokens=1))
+    assert [c.finish_reason for c in done] == [FINISH_STOP] * 2 and all(json.loads(c.text) for c in done)
+
+
 def test_the_bank_content_is_part_of_the_cache_key(bank_file, tmp_path):
     before = RetrievalBackend(bank=str(bank_file), embedder=bow).identity()
     assert before == RetrievalBackend(bank=str(bank_file), embedder=bow).identity()

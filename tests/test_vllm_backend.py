@@ -18,8 +18,9 @@ from datasets import Dataset
 import instag_hf
 from instag_hf import schema
 from instag_hf.tagging.backends import vllm as vllm_module
+from instag_hf.tagging.backends.base import FINISH_LENGTH, GenerationParams
 from instag_hf.tagging.backends.vllm import CPU_KV_CACHE_BYTES, INSTAGGER, VLLMBackend
-from instag_hf.tagging.prompts import BOUNDED_TAGS_JSON_SCHEMA
+from instag_hf.tagging.prompts import BOUNDED_TAGS_JSON_SCHEMA, get_template
 from instag_hf.testing import keyword_tags
 
 API = json.loads((Path(__file__).parent / "data" / "vllm_api.json").read_text())
@@ -62,8 +63,11 @@ def check(spec: dict, args: tuple, kwargs: dict, extra: list[str] = ()) -> None:
 
 
 class Out:
+    finish_reason = "stop"
+
     def __init__(self, text, prompt_len):
-        self.outputs = [types.SimpleNamespace(text=text, token_ids=list(range(len(text) // 4 + 1)))]
+        self.outputs = [types.SimpleNamespace(text=text, token_ids=list(range(len(text) // 4 + 1)),
+                                              finish_reason=Out.finish_reason)]
         self.prompt_token_ids = list(range(prompt_len))
 
 
@@ -76,6 +80,15 @@ class Tokenizer:
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + ("<assistant>" if add_generation_prompt else "")
+
+
+class BosTokenizer(Tokenizer):
+    """Puts its BOS before a text encoded with special tokens, as LLaMA's tokenizer does."""
+
+    bos_token_id = "<s>"
+
+    def encode(self, text, add_special_tokens=False):
+        return ["<s>"] * add_special_tokens + text.split(" ")
 
 
 def answer(text):
@@ -149,9 +162,9 @@ def test_vicuna_batches_go_to_one_generate_call_with_structured_greedy_params(vl
     assert kind == "generate" and len(args[0]) == 3 and kwargs["use_tqdm"] is False
     assert all(p.startswith("A chat between a curious user") and p.endswith("ASSISTANT:") for p in args[0])
     sp = args[1]
-    assert (sp.max_tokens, sp.temperature) == (256, 0.0)
+    assert (sp.max_tokens, sp.temperature) == (get_template("vicuna_v1.1").max_new_tokens, 0.0)
     assert sp.structured_outputs.json == BOUNDED_TAGS_JSON_SCHEMA
-    assert t.template.id == "vicuna_v1.1@1" and llm.kwargs["model"] == INSTAGGER
+    assert t.template.id == get_template("vicuna_v1.1").id and llm.kwargs["model"] == INSTAGGER
 
 
 def test_engine_arguments_pass_through_and_the_engine_is_made_once(vllm, cache_dir):
@@ -234,6 +247,25 @@ def test_map_with_rank_pins_each_worker_engine_to_its_gpu(vllm, cache_dir, monke
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
 
 
+@pytest.mark.parametrize("reason", [FINISH_LENGTH, "stop", None])
+def test_why_generation_stopped_comes_from_the_engine(vllm, monkeypatch, reason):
+    monkeypatch.setattr(Out, "finish_reason", reason)
+    prompts = [get_template(name).render("Plan a trip to Rome") for name in ("vicuna_v1.1", "chatml")]
+    for prompt in prompts:
+        (done,) = VLLMBackend().generate([prompt], GenerationParams())
+        assert done.finish_reason == reason and done.error is None
+
+
+def test_the_prompt_budget_counts_the_bos_llm_generate_adds(vllm, monkeypatch):
+    monkeypatch.setattr(VLLMBackend, "_load_tokenizer", lambda self: BosTokenizer())
+    backend = VLLMBackend()
+    vicuna, chat = (get_template(name).render("Plan a trip to Rome") for name in ("vicuna_v1.1", "chatml"))
+    assert backend.encode_prompt(vicuna) == ["<s>"] + vicuna.text.split(" ")
+    assert backend.prompt_tokens(vicuna) == len(vicuna.text.split(" ")) + 1
+    # a chat template writes its own special tokens; LLM.chat adds none
+    assert backend.prompt_tokens(chat) == len(backend.rendered_text(chat).split(" "))
+
+
 def test_auto_needs_a_gpu(vllm):
     assert VLLMBackend.auto_config() is None  # vLLM "installed", no CUDA here
     with pytest.raises(ValueError):
@@ -273,19 +305,19 @@ def test_cli_passes_engine_arguments_to_the_engine(vllm, tmp_path, capsys):
     assert [r[schema.STATUS] for r in rows] == ["ok"] * 3
 
 
-def test_cli_refuses_engine_arguments_without_the_vllm_backend(tmp_path):
+def test_cli_refuses_engine_arguments_without_the_vllm_backend(tmp_path, capsys):
     from instag_hf.cli.main import main
 
-    with pytest.raises(SystemExit, match="--max-model-len, --engine-arg .*--backend vllm"):
-        main(["tag", "sample:alpaca", "--backend", "transformers", "--max-model-len", "4096",
-              "--engine-arg", "enforce_eager=true", "--output", str(tmp_path)])
+    assert main(["tag", "sample:alpaca", "--backend", "transformers", "--max-model-len", "4096",
+                 "--engine-arg", "enforce_eager=true", "--output", str(tmp_path)]) == 2
+    assert re.search("--max-model-len, --engine-arg .*--backend vllm", capsys.readouterr().err)
     with pytest.raises(SystemExit) as bad:
         main(["tag", "sample:alpaca", "--backend", "vllm", "--engine-arg", "enforce_eager"])
     assert bad.value.code == 2
 
 
-def test_cli_refuses_gpus_together_with_ray(tmp_path):
+def test_cli_refuses_gpus_together_with_ray(tmp_path, capsys):
     from instag_hf.cli.main import main
 
-    with pytest.raises(SystemExit, match="either --gpus"):
-        main(["tag", "sample:alpaca", "--gpus", "2", "--ray-actors", "2", "--output", str(tmp_path)])
+    assert main(["tag", "sample:alpaca", "--gpus", "2", "--ray-actors", "2", "--output", str(tmp_path)]) == 2
+    assert "either --gpus" in capsys.readouterr().err

@@ -15,10 +15,13 @@ import pytest
 pytest.importorskip("vllm")
 
 import instag_hf  # noqa: E402
-from instag_hf.tagging.backends.base import GenerationParams  # noqa: E402
+from instag_hf.tagging.backends.base import FINISH_LENGTH, FINISH_STOP, GenerationParams  # noqa: E402
 from instag_hf.tagging.backends.embedded import embedded_checkpoint  # noqa: E402
+from instag_hf.tagging.backends.transformers import TransformersBackend  # noqa: E402
+from instag_hf.tagging.backends.vllm import VLLMBackend  # noqa: E402
 from instag_hf.tagging.parsing import MAX_TAG_CHARS  # noqa: E402
 from instag_hf.tagging.prompts import SCHEMA_EXPLANATION_CHARS, TAGS_JSON_SCHEMA, get_template  # noqa: E402
+from test_engine_tokens import bos_adding_checkpoint  # noqa: E402  (tests/ is on sys.path under pytest)
 
 # On the CPU build gpu_memory_utilization is a fraction of host memory; a fixed KV cache
 # keeps two engines (the rank test) from each claiming most of it.
@@ -58,23 +61,85 @@ def test_engine_arguments_reach_the_engine(fewshot):
     assert config.max_model_len == 2048 and config.seed == 0 and config.enforce_eager is True
 
 
-def test_structured_outputs_force_schema_json_on_the_generate_path(tmp_path, rows):
-    tagger = vllm_tagger(str(tmp_path), "vicuna_v1.1", max_new_tokens=96)
-    backend = tagger.backend
-    template = get_template("vicuna_v1.1")
-    fmt = instag_hf.detect_format(rows.column_names)
-    prompts = [template.render(q) for row in rows for q in fmt.extract(row)]
-    completions = backend.generate(prompts, GenerationParams(max_new_tokens=96))
-    finished = [c for c in completions if c.completion_tokens < 96]
-    assert finished, "every answer ran into max_tokens"
-    for c in finished:
-        answer = json.loads(c.text)
-        assert isinstance(answer, list)
-        for item in answer:
-            assert set(item) == set(TAGS_JSON_SCHEMA["items"]["required"])
-            assert all(isinstance(v, str) for v in item.values())
-            assert len(item["tag"]) <= MAX_TAG_CHARS and len(item["explanation"]) <= SCHEMA_EXPLANATION_CHARS
-    backend.close()
+def recorded(monkeypatch, llm, method):
+    """The RequestOutputs of every ``llm.<method>`` call the backend makes from now on."""
+    seen, call = [], getattr(llm, method)
+
+    def record(*args, **kwargs):
+        outputs = call(*args, **kwargs)
+        seen.extend(outputs)
+        return outputs
+
+    monkeypatch.setattr(llm, method, record)
+    return seen
+
+
+class TestVicunaWithTheBosOfALlamaTokenizer:
+    """Vicuna text prompts on a tokenizer that adds its BOS, as InsTagger's LLaMA tokenizer adds ``<s>``."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def engine(cls, tmp_path_factory):
+        folder = bos_adding_checkpoint(tmp_path_factory.mktemp("bos") / "model")
+        backend = VLLMBackend(model=str(folder), dtype="float32", engine_kwargs=ENGINE)
+        yield backend
+        backend.close()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def prompts(cls, rows):
+        template = get_template("vicuna_v1.1")
+        fmt = instag_hf.detect_format(rows.column_names)
+        return [template.render(q) for row in rows for q in fmt.extract(row)]
+
+    def test_both_engines_read_identical_token_ids(self, engine, prompts, monkeypatch):
+        seen = recorded(monkeypatch, engine._engine(), "generate")
+        completions = engine.generate(prompts, GenerationParams(max_new_tokens=8))
+        reference = TransformersBackend(model=engine.model)
+        bos = reference._tokenizer().bos_token_id
+        assert len(seen) == len(prompts)
+        for prompt, out, done in zip(prompts, seen, completions):
+            ids = list(out.prompt_token_ids)
+            assert ids == reference.encode_prompt(prompt)
+            assert ids[0] == bos and ids.count(bos) == 1
+            assert done.prompt_tokens == len(ids) == engine.prompt_tokens(prompt) == reference.prompt_tokens(prompt)
+
+    def test_a_tiny_budget_cuts_every_answer(self, engine, prompts):
+        completions = engine.generate(prompts, GenerationParams(max_new_tokens=8))
+        assert [(c.finish_reason, c.completion_tokens) for c in completions] == [(FINISH_LENGTH, 8)] * len(prompts)
+
+    def test_structured_outputs_force_schema_json_on_the_generate_path(self, engine, prompts):
+        completions = engine.generate(prompts, GenerationParams(max_new_tokens=96))
+        finished = [c for c in completions if c.finish_reason == FINISH_STOP]
+        assert finished, "every answer ran into max_tokens"
+        assert all(c.completion_tokens == 96 for c in completions if c.finish_reason == FINISH_LENGTH)
+        for c in finished:
+            assert c.completion_tokens < 96
+            answer = json.loads(c.text)
+            assert isinstance(answer, list)
+            for item in answer:
+                assert set(item) == set(TAGS_JSON_SCHEMA["items"]["required"])
+                assert all(isinstance(v, str) for v in item.values())
+                assert len(item["tag"]) <= MAX_TAG_CHARS and len(item["explanation"]) <= SCHEMA_EXPLANATION_CHARS
+
+
+def test_chat_prompts_read_the_ids_of_the_transformers_backend_and_say_why_they_stopped(fewshot, monkeypatch):
+    """LLM.chat (with and without a prefilled answer) encodes the chat template's text as the transformers backend does."""
+    backend = fewshot.backend
+    seen = recorded(monkeypatch, backend._engine(), "chat")
+    queries = ["Write a SQL query that counts orders per customer.", "Translate 'thank you' into German."]
+    reference = TransformersBackend(model=str(embedded_checkpoint()))
+    for name in ("fewshot", "chatml"):
+        prompts = [get_template(name).render(q) for q in queries]
+        cut = backend.generate(prompts, GenerationParams(max_new_tokens=8))
+        # the schema lets a chatml answer close early ("[]"); a prefilled one runs on
+        assert all((c.finish_reason == FINISH_LENGTH) == (c.completion_tokens == 8) for c in cut)
+        assert name != "fewshot" or [c.finish_reason for c in cut] == [FINISH_LENGTH] * len(prompts)
+        assert [list(out.prompt_token_ids) for out in seen[-len(prompts):]] == [reference.encode_prompt(p) for p in prompts]
+    prompts = [get_template("fewshot").render(q) for q in queries]
+    whole = backend.generate(prompts, GenerationParams(max_new_tokens=128, stop=("]", "\n")))
+    assert [c.finish_reason for c in whole] == [FINISH_STOP] * len(prompts)
+    assert all(c.completion_tokens < 128 for c in whole)
 
 
 def test_a_query_longer_than_the_context_is_truncated_with_the_engine_tokenizer(fewshot):

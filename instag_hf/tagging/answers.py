@@ -7,7 +7,9 @@ it comes back, so an interrupted run re-pays only for requests that were in flig
 Keys another process has claimed are waited for, then read from the cache, or taken
 over when that process released them unanswered or its claim ran out. Failed requests
 come back as ``{"text": None, "error": ...}`` (redacted), are never cached, and are
-counted in the cache (:meth:`RequestCache.note_failures`).
+counted in the cache (:meth:`RequestCache.note_failures`). :func:`store_answers` is the one
+place answers are turned into records and written to the cache (the Batch API backend
+stores the answers of a killed run's requests through it too).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from ..redact import redact
 from .backends.base import Backend, Completion, GenerationParams
@@ -35,7 +37,7 @@ WAIT_LOG_S = 30.0
 def completion_record(completion: Completion) -> dict:
     """The record of one completion: ``{"text", ...meta}`` or ``{"text": None, "error"}``.
 
-    Meta: ``completion_tokens`` and ``finish_reason`` where known. A text that is not a
+    Meta: ``completion_tokens``, ``finish_reason`` and ``top_logprobs`` where known. A text that is not a
     string becomes a ``malformed_response`` error; every error text is redacted.
     """
     text, error = completion.text, completion.error
@@ -48,7 +50,34 @@ def completion_record(completion: Completion) -> dict:
         record["completion_tokens"] = completion.completion_tokens
     if isinstance(completion.finish_reason, str):
         record["finish_reason"] = completion.finish_reason
+    top = getattr(completion, "top_logprobs", None)
+    if top:  # per generated position, token -> logprob (the Scorer's input)
+        record["top_logprobs"] = [{str(t): float(v) for t, v in position.items()} for position in top]
     return record
+
+
+def store_answers(cache: RequestCache | None, answers: Mapping[str, Completion], *, sent_with: dict | None = None,
+                  rekey: Callable[[str, dict], str] | None = None) -> dict[str, dict]:
+    """The records of ``answers`` (key -> completion); the one writer of answers to the request cache.
+
+    Each answer's :func:`completion_record` is cached under its key, or, where its request
+    options (``Completion.options``) differ from ``sent_with``, under ``rekey(key, options)``
+    (not at all without ``rekey``); failed ones are not cached but counted
+    (:meth:`RequestCache.note_failures`). Returns every record under its own key.
+    """
+    records, fresh, failed = {}, {}, 0
+    for key, completion in answers.items():
+        record = records[key] = completion_record(completion)
+        if record["text"] is None:
+            failed += 1
+        elif completion.options is None or completion.options == sent_with:
+            fresh[key] = record
+        elif rekey is not None:
+            fresh[rekey(key, completion.options)] = record
+    if cache is not None:
+        cache.put_many(fresh)
+        cache.note_failures(failed)
+    return records
 
 
 class _Claims:
@@ -133,27 +162,14 @@ def answer_requests(keys: Iterable[str], render: Callable[[str], Prompt], backen
 
     def send(mine: list[str]) -> None:
         prompts = [render(k) for k in mine]
-        keyed = getattr(backend, "stream_keyed", None)  # a backend that names requests by key (the Batch API)
-        groups = (keyed(mine, prompts, params, batch_size) if keyed is not None
-                  else backend.stream(prompts, params, batch_size))
-        for group in groups:
-            fresh, done, failed = {}, [], 0
-            for i, completion in group:
-                key = mine[i]
-                done.append(key)
-                if on_completion is not None:
+        for group in backend.stream_keyed(mine, prompts, params, batch_size):
+            answers = {mine[i]: completion for i, completion in group}
+            if on_completion is not None:
+                for key, completion in answers.items():
                     on_completion(key, completion)
-                record = found[key] = completion_record(completion)
-                if record["text"] is None:
-                    failed += 1
-                elif completion.options is None or completion.options == sent_with:
-                    fresh[key] = record
-                elif rekey is not None:
-                    fresh[rekey(key, completion.options)] = record
-            if cache is not None:
-                cache.put_many(fresh)
-                claims.release(done)
-                cache.note_failures(failed)
+            found.update(store_answers(cache, answers, sent_with=sent_with, rekey=rekey))
+            if claims is not None:
+                claims.release(list(answers))
             if bar is not None:
                 bar.update(len(group))
 

@@ -31,7 +31,7 @@ def tag_on_gpus(dataset, tagger, num_gpus: int | None = None, **map_kwargs):
     num_gpus = gpu_count() if num_gpus is None else num_gpus
     if num_gpus < 1:
         raise RuntimeError("no CUDA GPU is visible; use tagger.map(dataset) on this machine")
-    if getattr(tagger.configured_backend, "tensor_parallel_size", 1) > 1:
+    if tagger.configured_backend.gpus_per_engine() > 1:
         raise ValueError("one engine per GPU needs tensor_parallel_size=1; for tensor parallel engines use Ray")
     if num_gpus == 1:
         return tagger.map(dataset, **map_kwargs)

@@ -259,7 +259,7 @@ class Tagger:
     def describe(self) -> dict:
         """Settings to publish with the tags (cards, reports). Holds no secret."""
         info = {**self.namespace(), "max_query_tokens": self._config["max_query_tokens"]}
-        if getattr(self.configured_backend, "whole_dataset", False):  # same answers as "openai", a different way of asking
+        if self.configured_backend.whole_dataset:  # same answers as "openai", a different way of asking
             info["requests"] = "OpenAI Batch API (submitted as batches, collected within 24 h)"
         return info
 
@@ -449,9 +449,7 @@ class Tagger:
             raise TypeError(f"a Tagger is called with a dataset row or batch (a mapping of columns), got "
                             f"{type(batch).__name__}; to tag a list of query strings use Tagger.tag_queries")
         if rank is not None and self._backend is None:
-            bind = getattr(self.backend, "bind_device", None)
-            if bind is not None:
-                bind(rank)
+            self.backend.bind_device(rank)
         fmt = self._format(list(batch))
         if _is_single_row(batch, fmt):
             return self.tag_rows([fmt.extract(batch)])[0]
@@ -470,7 +468,7 @@ class Tagger:
             kept = {k: v for k, v in dataset.features.items() if k not in schema.TAG_FEATURES}
             map_kwargs.setdefault("features", schema.Features({**kept, **schema.TAG_FEATURES}))
         rows_before = self.stats.rows
-        if isinstance(dataset, Dataset) and getattr(self.configured_backend, "whole_dataset", False):
+        if isinstance(dataset, Dataset) and self.configured_backend.whole_dataset:
             try:  # the Batch API: submit every query at once, then map from the answers
                 self._settled = self._answers(self._dataset_requests(dataset))
                 out = dataset.map(self, **map_kwargs)

@@ -13,8 +13,9 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass
 
-from ..tagging.backends.base import Backend, Completion, GenerationParams
+from ..tagging.backends.base import Backend, Completion, GenerationParams, settle
 from ..tagging.prompts import Prompt
 
 _WORD = re.compile(r"[A-Za-z]{4,}")
@@ -30,6 +31,23 @@ def _query_of(prompt: Prompt) -> str:
     return prompt.messages[-1]["content"]
 
 
+@dataclass(frozen=True, kw_only=True)
+class KeywordOptions:
+    """The options of :class:`KeywordBackend`; ``delay``, ``log`` and ``fail`` left unset are read
+    from the environment."""
+
+    model: str = "keyword"
+    revision: str | None = None
+    delay: float | None = None
+    log: str | None = None
+    fail: str | None = None
+    malformed: str | None = None
+
+    def __post_init__(self) -> None:
+        settle(self, delay=float(self.delay if self.delay is not None else os.environ.get("INSTAG_TEST_DELAY", 0)),
+               log=self.log or os.environ.get("INSTAG_TEST_LOG"), fail=self.fail or os.environ.get("INSTAG_TEST_FAIL"))
+
+
 class KeywordBackend(Backend):
     """Instant fake backend.
 
@@ -42,21 +60,18 @@ class KeywordBackend(Backend):
 
     name = "keyword"
     default_template = "teacher"
+    Options = KeywordOptions
 
     def __init__(self, model: str = "keyword", revision: str | None = None, delay: float | None = None,
-                 log: str | None = None, fail: str | None = None, malformed: str | None = None):
-        self.model = model
-        self.revision = revision
-        self.delay = float(delay if delay is not None else os.environ.get("INSTAG_TEST_DELAY", 0))
-        self.log = log or os.environ.get("INSTAG_TEST_LOG")
-        self.fail = fail or os.environ.get("INSTAG_TEST_FAIL")
-        self.malformed = malformed
+                 log: str | None = None, fail: str | None = None, malformed: str | None = None, *,
+                 options: KeywordOptions | None = None):
+        self._configure(options, locals())
+
+    def _init_runtime(self) -> None:
         self.calls = 0
 
-    _CONFIG = ("model", "revision", "delay", "log", "fail", "malformed")
-
     def identity(self) -> dict:
-        return {"backend": self.name, "model": self.model, "revision": self.revision}
+        return {"backend": self.name, "model": self.options.model, "revision": self.options.revision}
 
     def generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
         self.calls += 1

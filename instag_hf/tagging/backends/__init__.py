@@ -4,11 +4,14 @@
 whose ``auto_config()`` says it can run here (a GPU with vLLM, an API configured
 through the environment, ...); on a CPU the retrieval tagger (no language model)
 comes before the embedded SmolLM2, which is the last resort.
-A backend may also be given as ``"package.module:Class"`` or as an instance.
+A backend may also be given as ``"package.module:Class"`` or as an instance. Each
+backend's settings are one frozen dataclass (``OpenAIOptions``, ``RetrievalOptions``, ...,
+its class's ``Options``), which its constructor builds from its keywords or takes as ``options=``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 from typing import Any, Mapping
@@ -48,7 +51,8 @@ def make_backend(backend: str | Backend = "auto", *, defaults: Mapping[str, Any]
                  **options) -> Backend:
     """A backend instance from a name, an import path, or an instance (returned as is).
 
-    ``options`` with value None are dropped, so callers can pass every knob through.
+    ``options`` with value None are dropped, so callers can pass every knob through; they
+    may hold ``options=``, the backend's :attr:`~Backend.Options` object (keywords over it).
     ``defaults`` are options given only to a backend whose constructor takes them and
     only where ``options`` do not set them (the LLM judge's free-form JSON, say).
     """
@@ -58,7 +62,10 @@ def make_backend(backend: str | Backend = "auto", *, defaults: Mapping[str, Any]
 
     def build(cls: type[Backend], opts: dict) -> Backend:
         accepted = inspect.signature(cls.__init__).parameters
-        extra = {k: v for k, v in (defaults or {}).items() if k in accepted and k not in opts}
+        given = opts.get("options")  # an Options object: the fields it sets are set, as keywords are
+        chosen = ({f.name for f in dataclasses.fields(given) if getattr(given, f.name) != f.default}
+                  if dataclasses.is_dataclass(given) else set())
+        extra = {k: v for k, v in (defaults or {}).items() if k in accepted and k not in opts and k not in chosen}
         return cls(**{**opts, **extra})
 
     if backend == "auto":

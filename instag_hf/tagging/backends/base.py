@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
-from typing import Iterator
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, ClassVar, Iterator, Mapping
 
 from ..prompts import Prompt
 
@@ -50,31 +50,72 @@ FINISH_LENGTH = "length"
 FINISH_CONTENT_FILTER = "content_filter"
 
 
+def settle(options, **values) -> None:
+    """Set fields of a frozen options dataclass in its ``__post_init__`` (a default resolved, a value normalized)."""
+    for name, value in values.items():
+        object.__setattr__(options, name, value)
+
+
 class Backend(ABC):
     """Generates answers for rendered prompts, a whole batch per call.
 
-    Subclasses load their model lazily (on the first :meth:`generate`) and pickle
-    as their configuration only, so a ``Tagger`` holding one hashes stably for the
-    ``datasets`` fingerprint and travels to ``map(num_proc=...)`` workers.
+    A backend's settings are one frozen dataclass, :attr:`Options`, checked on creation:
+    the constructor builds it from its keywords (or takes ``options=``), :meth:`identity`
+    reads it, and the backend pickles as it alone, so a ``Tagger`` holding one hashes
+    stably for the ``datasets`` fingerprint and travels to ``map(num_proc=...)`` workers,
+    where :meth:`_init_runtime` builds the rest. Options read as attributes too
+    (``backend.model`` is ``backend.options.model``). Models load lazily (on the first
+    :meth:`generate`). Every hook below has a default; a backend overrides what it needs.
     """
 
     name: str = "base"
     #: template used when the Tagger is not given one
     default_template: str = "teacher"
-    #: constructor arguments that rebuild an equal backend; when set, the backend pickles
-    #: as these alone and unpickles through ``__init__``
-    _CONFIG: tuple[str, ...] = ()
+    #: the frozen dataclass of this backend's options; None: the backend pickles its ``__dict__``
+    Options: ClassVar[type | None] = None
+    #: this backend's :attr:`Options` (set by :meth:`_configure`)
+    options: Any = None
+    #: answer a whole dataset before mapping it (``Tagger.map`` submits every query at once: the Batch API)
+    whole_dataset: bool = False
+
+    def _configure(self, options: Any = None, arguments: Mapping[str, Any] | None = None) -> None:
+        """Set :attr:`options`, then build the runtime state (:meth:`_init_runtime`).
+
+        ``arguments`` (the constructor's ``locals()``) give the fields: they build the options,
+        or, with ``options=``, override the fields where an argument differs from its default.
+        """
+        cls = self.Options
+        given = {f.name: arguments[f.name] for f in fields(cls) if f.name in (arguments or {})}
+        if options is None:
+            options = cls(**given)
+        elif not isinstance(options, cls):
+            raise TypeError(f"options must be a {cls.__name__}, got {type(options).__name__}")
+        else:
+            defaults = {f.name: f.default for f in fields(cls)}
+            changed = {k: v for k, v in given.items() if not (v is defaults[k] or v == defaults[k])}
+            options = replace(options, **changed) if changed else options
+        self.options = options
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        """Build what each process makes for itself from :attr:`options` (locks, clients, counters); loads
+        nothing. Also run on unpickling, where ``__init__`` is not: a subclass keeps its other state here."""
+
+    def __getattr__(self, name: str):
+        """An option read as an attribute: ``backend.model`` is ``backend.options.model``."""
+        options = self.__dict__.get("options")
+        if options is not None and name in options.__dataclass_fields__:
+            return getattr(options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getstate__(self):
-        if not self._CONFIG:
-            return self.__dict__.copy()
-        return {k: getattr(self, k) for k in self._CONFIG}
+        return {"options": self.options} if self.Options is not None else self.__dict__.copy()
 
     def __setstate__(self, state):
-        if not self._CONFIG:
-            self.__dict__.update(state)
+        if self.Options is not None:
+            self._configure(state["options"])
         else:
-            self.__init__(**state)
+            self.__dict__.update(state)
 
     @classmethod
     def auto_config(cls) -> dict | None:
@@ -117,6 +158,20 @@ class Backend(ABC):
                 raise RuntimeError(f"backend {self.name} returned {len(completions)} answers for {len(chunk)} prompts")
             yield list(enumerate(completions, start))
 
+    def stream_keyed(self, keys: list[str], prompts: list[Prompt], params: GenerationParams,
+                     batch_size: int | None = None) -> Iterator[list[tuple[int, Completion]]]:
+        """:meth:`stream` with each request named by its cache key (``keys[i]`` names ``prompts[i]``);
+        the default ignores the keys, a backend that tracks requests by name (the Batch API) uses them."""
+        return self.stream(prompts, params, batch_size)
+
+    def bind_device(self, rank: int) -> None:
+        """Pin this process's engine to device ``rank`` before it starts (``map(with_rank=True)``
+        workers); the default has nothing to pin."""
+
+    def gpus_per_engine(self) -> int:
+        """GPUs one engine of this backend spans (tensor parallel); one engine per GPU needs 1."""
+        return 1
+
     def close(self) -> None:
         """Release connections, engines or threads; the backend may be used again after."""
 
@@ -142,6 +197,7 @@ class Backend(ABC):
         return None
 
     def describe(self) -> str:
+        """One line naming the backend and its model, for logs and summaries."""
         ident = self.identity()
         return f"{self.name} ({ident.get('model', '?')})"
 
@@ -151,6 +207,12 @@ class EngineBackend(Backend):
 
     A batch the engine fails on (out of memory, a broken chat template, ...) comes
     back as one explicit per-row error each; truncation counts exact tokens.
+
+    Every engine reads the same token ids for the same prompt, those vLLM feeds:
+    a template's own text (Vicuna) is encoded as ``LLM.generate`` encodes a string,
+    with the BOS the tokenizer adds (FastChat trained InsTagger with it); a chat
+    template's text is encoded as ``LLM.chat`` does, without special tokens, since
+    the template writes its own BOS where the model wants one.
     """
 
     @abstractmethod
@@ -179,8 +241,33 @@ class EngineBackend(Backend):
         text = self._tokenizer().apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
         return text + prompt.response_prefix
 
+    def added_bos(self) -> int | None:
+        """The BOS id the tokenizer puts before a text it encodes with special tokens; None where it adds none.
+
+        Found by encoding a probe both ways, since tokenizers disagree on how they say it
+        (``add_bos_token``, a post-processor template, ...). Two encodes of one character: cheap."""
+        tokenizer = self._tokenizer()
+        bos = getattr(tokenizer, "bos_token_id", None)
+        if bos is None:
+            return None
+        with_special = list(tokenizer.encode("a", add_special_tokens=True))
+        plain = list(tokenizer.encode("a", add_special_tokens=False))
+        return bos if with_special[:1] == [bos] and plain[:1] != [bos] else None
+
+    def encode_text(self, text: str, bos: bool) -> list[int]:
+        """``text``'s ids, after the tokenizer's BOS where ``bos`` and the tokenizer adds one (never twice)."""
+        ids = list(self._tokenizer().encode(text, add_special_tokens=False))
+        first = self.added_bos() if bos else None
+        if first is not None and ids[:1] != [first]:
+            ids.insert(0, first)
+        return ids
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """The token ids the engine reads for ``prompt`` (BOS included for a template's own text)."""
+        return self.encode_text(self.rendered_text(prompt), bos=prompt.text is not None)
+
     def prompt_tokens(self, prompt: Prompt) -> int:
-        return len(self._tokenizer().encode(self.rendered_text(prompt), add_special_tokens=False))
+        return len(self.encode_prompt(prompt))
 
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
         tokenizer = self._tokenizer()

@@ -25,14 +25,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from dataclasses import dataclass
 from typing import Iterator
 
 from ...redact import register_secret
 from ..prompts import BOUNDED_TAGS_SCHEMA_ID, Prompt
-from .base import GenerationParams
+from .base import GenerationParams, settle
 from .openai import (
     SCHEMA_FORMAT,
     OpenAIBackend,
+    OpenAIOptions,
     TransportError,
     _without_credentials,
     parse_retry_after,
@@ -54,6 +56,23 @@ class _Session:
         await self.client.close()
 
 
+@dataclass(frozen=True, kw_only=True)
+class HFOptions(OpenAIOptions):
+    """:class:`~instag_hf.tagging.backends.openai.OpenAIOptions` plus ``provider`` and ``bill_to``
+    (see :class:`HFBackend`). ``model`` or ``base_url`` is required, neither is read from the
+    environment, and the token is huggingface_hub's (``api_key_env`` is unused)."""
+
+    api_key_env: str = ""
+    provider: str = DEFAULT_PROVIDER
+    bill_to: str | None = None
+
+    def _resolve_server(self) -> None:
+        if self.model is None and self.base_url is None:
+            raise ValueError("the hf backend needs model= (a Hub model id) or base_url= (a dedicated endpoint)")
+        settle(self, model=self.model or "tgi", base_url=self.base_url.rstrip("/") if self.base_url else None,
+               provider=self.provider or DEFAULT_PROVIDER)
+
+
 class HFBackend(OpenAIBackend):
     """Tags through Hugging Face Inference Providers or a dedicated endpoint.
 
@@ -63,27 +82,19 @@ class HFBackend(OpenAIBackend):
     ``base_url``. ``bill_to``: an organization to bill. The other options are the
     ``openai`` backend's (``concurrency``, ``timeout``, ``max_retries``, ``backoff_base``,
     ``backoff_max``, ``max_retry_after``, ``response_format``, ``revision``, ``extra_body``).
+    Or all of them as one :class:`HFOptions` (``options=``; keywords over it).
     """
 
     name = "hf"
     default_template = "teacher"
+    Options = HFOptions
 
     def __init__(self, model: str | None = None, provider: str = DEFAULT_PROVIDER, base_url: str | None = None,
                  concurrency: int = 16, timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 0.5,
                  backoff_max: float = 30.0, max_retry_after: float = 120.0, response_format: str = "auto",
-                 revision: str | None = None, extra_body: dict | None = None, bill_to: str | None = None):
-        if model is None and base_url is None:
-            raise ValueError("the hf backend needs model= (a Hub model id) or base_url= (a dedicated endpoint)")
-        super().__init__(model=model or "tgi", base_url=base_url or "https://router.huggingface.co",
-                         api_key_env="", concurrency=concurrency, timeout=timeout, max_retries=max_retries,
-                         backoff_base=backoff_base, backoff_max=backoff_max, max_retry_after=max_retry_after,
-                         response_format=response_format, revision=revision, extra_body=extra_body)
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.provider = provider or DEFAULT_PROVIDER
-        self.bill_to = bill_to
-
-    _CONFIG = ("model", "provider", "base_url", "concurrency", "timeout", "max_retries", "backoff_base",
-               "backoff_max", "max_retry_after", "response_format", "revision", "extra_body", "bill_to")
+                 revision: str | None = None, extra_body: dict | None = None, bill_to: str | None = None, *,
+                 options: HFOptions | None = None):
+        self._configure(options, locals())
 
     @classmethod
     def auto_config(cls) -> dict | None:
@@ -91,13 +102,14 @@ class HFBackend(OpenAIBackend):
 
     def identity(self) -> dict:
         """Provider (or endpoint), model and every request option that can change an answer."""
-        ident = {"backend": self.name, "model": self.model, "revision": self.revision,
-                 "provider": None if self.base_url else self.provider,
-                 "base_url": _without_credentials(self.base_url) if self.base_url else None,
-                 "response_format": self.response_format, "schema": SCHEMA_FORMAT["json_schema"],
+        o = self.options
+        ident = {"backend": self.name, "model": o.model, "revision": o.revision,
+                 "provider": None if o.base_url else o.provider,
+                 "base_url": _without_credentials(o.base_url) if o.base_url else None,
+                 "response_format": o.response_format, "schema": SCHEMA_FORMAT["json_schema"],
                  "text_schema": BOUNDED_TAGS_SCHEMA_ID}
-        if self.extra_body:
-            ident["extra_body"] = self.extra_body
+        if o.extra_body:
+            ident["extra_body"] = o.extra_body
         return ident
 
     def _server(self) -> tuple[str, str]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from ..prompts import TEMPLATES, Prompt
-from .base import PROGRAMMING_ERRORS, Backend, Completion, GenerationParams
+from .base import FINISH_STOP, PROGRAMMING_ERRORS, Backend, Completion, GenerationParams, settle
 
 
 def _wrappers() -> list[tuple[str, str]]:
@@ -43,6 +44,29 @@ def query_of(prompt: Prompt) -> str:
     return text
 
 
+@dataclass(frozen=True, kw_only=True)
+class LocalOptions:
+    """The options of :class:`LocalBackend` (see there), checked on creation."""
+
+    model: str | None = None
+    revision: str | None = None
+    threshold: float | None = None
+    max_tags: int | None = None
+    batch_size: int = 256
+    explanations: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("the local backend needs model=<folder written by `instag train-local`>")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.max_tags is not None and self.max_tags < 1:
+            raise ValueError(f"max_tags must be >= 1, got {self.max_tags}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        settle(self, model=str(self.model))
+
+
 class LocalBackend(Backend):
     """Tags with a trained local tagger folder (``instag train-local``).
 
@@ -57,32 +81,23 @@ class LocalBackend(Backend):
         Tagger's own ``batch_size``.
     explanations:
         Put the tag's score in each explanation ("local tagger score 0.87"); else empty.
+    options:
+        All of the above as one :class:`LocalOptions` (keywords over it).
     """
 
     name = "local"
     default_template = "chatml"
+    Options = LocalOptions
 
-    def __init__(self, model: str, revision: str | None = None, threshold: float | None = None,
-                 max_tags: int | None = None, batch_size: int = 256, explanations: bool = True):
-        if not model:
-            raise ValueError("the local backend needs model=<folder written by `instag train-local`>")
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        if max_tags is not None and max_tags < 1:
-            raise ValueError(f"max_tags must be >= 1, got {max_tags}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = str(model)
-        self.revision = revision
-        self.threshold = threshold
-        self.max_tags = max_tags
-        self.batch_size = batch_size
-        self.explanations = explanations
+    def __init__(self, model: str | None = None, revision: str | None = None, threshold: float | None = None,
+                 max_tags: int | None = None, batch_size: int = 256, explanations: bool = True, *,
+                 options: LocalOptions | None = None):
+        self._configure(options, locals())
+
+    def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self._loaded = None
         self._config: dict | None = None
-
-    _CONFIG = ("model", "revision", "threshold", "max_tags", "batch_size", "explanations")
 
     def _folder_config(self) -> dict:
         if self._config is None:
@@ -94,13 +109,13 @@ class LocalBackend(Backend):
         return self._config
 
     def identity(self) -> dict:
-        config = self._folder_config()
-        ident = {"backend": self.name, "model": str(Path(self.model).resolve()),
-                 "revision": self.revision or config.get("fingerprint"), "embedder": config.get("embedder")}
-        if self.threshold is not None:
-            ident["threshold"] = self.threshold
-        if self.max_tags is not None:
-            ident["max_tags"] = self.max_tags
+        config, o = self._folder_config(), self.options
+        ident = {"backend": self.name, "model": str(Path(o.model).resolve()),
+                 "revision": o.revision or config.get("fingerprint"), "embedder": config.get("embedder")}
+        if o.threshold is not None:
+            ident["threshold"] = o.threshold
+        if o.max_tags is not None:
+            ident["max_tags"] = o.max_tags
         return ident
 
     def describe(self) -> str:
@@ -130,7 +145,8 @@ class LocalBackend(Backend):
         for tags in found:
             items = [{"tag": t, "explanation": f"local tagger score {s:.2f}" if self.explanations else ""}
                      for t, s in tags]
-            out.append(Completion(text=json.dumps(items, ensure_ascii=False)))
+            # a whole answer by construction: nothing is generated token by token
+            out.append(Completion(text=json.dumps(items, ensure_ascii=False), finish_reason=FINISH_STOP))
         return out
 
     def stream(self, prompts: list[Prompt], params: GenerationParams,

@@ -38,12 +38,13 @@ import random
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 from ...redact import redact, register_secret
 from ..prompts import BOUNDED_TAGS_JSON_SCHEMA, BOUNDED_TAGS_SCHEMA_ID, TAGS_JSON_SCHEMA, Prompt
-from .base import FINISH_CONTENT_FILTER, Backend, Completion, GenerationParams
+from .base import FINISH_CONTENT_FILTER, Backend, Completion, GenerationParams, settle
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,46 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
 
+@dataclass(frozen=True, kw_only=True)
+class OpenAIOptions:
+    """The options of :class:`OpenAIBackend` (see there), checked on creation; also those the
+    ``openai-batch`` and ``hf`` backends extend. ``model`` and ``base_url`` left None are read
+    from the environment (``$INSTAG_API_MODEL``; ``$INSTAG_API_BASE_URL``, ``$OPENAI_BASE_URL``)."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    timeout: float = 60.0
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 120.0
+    response_format: str = "auto"
+    revision: str | None = None
+    extra_body: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {self.timeout}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, got {self.response_format!r}")
+        if self.api_key_env and self.api_key_env.startswith(("sk-", "Bearer ")):
+            raise ValueError("api_key_env takes the NAME of an environment variable, not the key itself")
+        self._resolve_server()
+        settle(self, extra_body=dict(self.extra_body or {}))
+
+    def _resolve_server(self) -> None:
+        """Fill ``model`` and ``base_url`` from the environment where not given."""
+        settle(self, model=self.model or os.environ.get("INSTAG_API_MODEL") or DEFAULT_MODEL,
+               base_url=(self.base_url or os.environ.get("INSTAG_API_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+                         or DEFAULT_BASE_URL).rstrip("/"))
+
+
 class OpenAIBackend(Backend):
     """Tags through any server that speaks the OpenAI chat-completions (and completions) API.
 
@@ -159,42 +200,18 @@ class OpenAIBackend(Backend):
     the server's error says the format is unsupported (remembered per server, model
     and endpoint); an explicit format is always sent as asked. ``extra_body`` is merged
     into every request. Text prompts go to ``/completions`` with the bare array schema.
+    The options may also be given as one :class:`OpenAIOptions` (``options=``; keywords over it).
     """
 
     name = "openai"
     default_template = "teacher"
+    Options = OpenAIOptions
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 0.5,
                  backoff_max: float = 30.0, max_retry_after: float = 120.0, response_format: str = "auto",
-                 revision: str | None = None, extra_body: dict | None = None):
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        if response_format not in RESPONSE_FORMATS:
-            raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, got {response_format!r}")
-        if api_key_env and api_key_env.startswith(("sk-", "Bearer ")):
-            raise ValueError("api_key_env takes the NAME of an environment variable, not the key itself")
-        self.model = model or os.environ.get("INSTAG_API_MODEL") or DEFAULT_MODEL
-        self.base_url = (base_url or os.environ.get("INSTAG_API_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
-                         or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key_env = api_key_env
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.max_retry_after = max_retry_after
-        self.response_format = response_format
-        self.revision = revision
-        self.extra_body = extra_body or {}
-        self._init_runtime()
-
-    _CONFIG = ("model", "base_url", "api_key_env", "concurrency", "timeout", "max_retries", "backoff_base",
-               "backoff_max", "max_retry_after", "response_format", "revision", "extra_body")
+                 revision: str | None = None, extra_body: dict | None = None, *, options: OpenAIOptions | None = None):
+        self._configure(options, locals())
 
     def _init_runtime(self) -> None:
         if self.base_url:
@@ -203,10 +220,6 @@ class OpenAIBackend(Backend):
         self._runner_pid: int | None = None
         self._stats = {"requests_sent": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0,
                        "transient_errors": Counter(), "failures": Counter()}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._init_runtime()
 
     @classmethod
     def auto_config(cls) -> dict | None:
@@ -223,11 +236,12 @@ class OpenAIBackend(Backend):
         change how an answer is fetched, never what it is. The response format really
         sent with a request is in :meth:`request_options` (it can fall back mid-run).
         """
-        ident = {"backend": self.name, "model": self.model, "revision": self.revision,
-                 "base_url": _without_credentials(self.base_url), "response_format": self.response_format,
+        o = self.options
+        ident = {"backend": self.name, "model": o.model, "revision": o.revision,
+                 "base_url": _without_credentials(o.base_url), "response_format": o.response_format,
                  "schema": SCHEMA_FORMAT["json_schema"], "text_schema": BOUNDED_TAGS_SCHEMA_ID}
-        if self.extra_body:
-            ident["extra_body"] = self.extra_body
+        if o.extra_body:
+            ident["extra_body"] = o.extra_body
         return ident
 
     def request_options(self) -> dict:

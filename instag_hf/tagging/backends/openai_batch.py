@@ -32,16 +32,19 @@ import logging
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from ...redact import redact, register_secret
 from ..prompts import Prompt
-from .base import Completion, GenerationParams
+from ..answers import store_answers
+from .base import Completion, GenerationParams, settle
 from .openai import (
     CHAT,
     ROUTES,
     OpenAIBackend,
+    OpenAIOptions,
     _error_message,
     _rejects_format,
     _url_credentials,
@@ -112,6 +115,29 @@ class BatchJournal:
         self.drop(entry)
 
 
+@dataclass(frozen=True, kw_only=True)
+class OpenAIBatchOptions(OpenAIOptions):
+    """:class:`~instag_hf.tagging.backends.openai.OpenAIOptions` plus the Batch API's own (see
+    :class:`OpenAIBatchBackend`); the request and byte limits are cut to the API's."""
+
+    cache_dir: str | None = None
+    poll_interval: float = 60.0
+    max_batch_requests: int = MAX_BATCH_REQUESTS
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    submit_only: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.poll_interval < 0:
+            raise ValueError(f"poll_interval must be >= 0, got {self.poll_interval}")
+        if self.max_batch_requests < 1 or self.max_batch_bytes < 1:
+            raise ValueError("max_batch_requests and max_batch_bytes must be >= 1")
+        settle(self, cache_dir=None if self.cache_dir is None else str(self.cache_dir),
+               max_batch_requests=min(self.max_batch_requests, MAX_BATCH_REQUESTS),
+               max_batch_bytes=min(self.max_batch_bytes, MAX_BATCH_BYTES))
+
+
 class OpenAIBatchBackend(OpenAIBackend):
     """Tags through the Batch API of OpenAI (or any server that has the same endpoints).
 
@@ -121,39 +147,25 @@ class OpenAIBatchBackend(OpenAIBackend):
     cache folder); ``poll_interval``, seconds between looks at running batches;
     ``max_batch_requests`` / ``max_batch_bytes``, the limits per input file;
     ``submit_only``, return after submitting (:class:`BatchPending`) instead of
-    waiting; ``progress``, show a progress bar while waiting.
+    waiting; ``progress``, show a progress bar while waiting. Or all of them as one
+    :class:`OpenAIBatchOptions` (``options=``; keywords over it).
 
     Answers are the same model's answers to the same requests as with ``openai``, so
     the cache identity is that backend's: each run's answers serve the other.
     """
 
     name = "openai-batch"
-    #: submit a whole dataset at once: ``Tagger.map`` answers every query before mapping
-    whole_dataset = True
+    Options = OpenAIBatchOptions
+    whole_dataset = True  # same answers as "openai", asked for a whole dataset at once
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 0.5,
                  backoff_max: float = 30.0, max_retry_after: float = 120.0, response_format: str = "auto",
                  revision: str | None = None, extra_body: dict | None = None, cache_dir: str | None = None,
                  poll_interval: float = 60.0, max_batch_requests: int = MAX_BATCH_REQUESTS,
-                 max_batch_bytes: int = MAX_BATCH_BYTES, submit_only: bool = False, progress: bool = True):
-        super().__init__(model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                         timeout=timeout, max_retries=max_retries, backoff_base=backoff_base,
-                         backoff_max=backoff_max, max_retry_after=max_retry_after, response_format=response_format,
-                         revision=revision, extra_body=extra_body)
-        if poll_interval < 0:
-            raise ValueError(f"poll_interval must be >= 0, got {poll_interval}")
-        if max_batch_requests < 1 or max_batch_bytes < 1:
-            raise ValueError("max_batch_requests and max_batch_bytes must be >= 1")
-        self.cache_dir = None if cache_dir is None else str(cache_dir)
-        self.poll_interval = poll_interval
-        self.max_batch_requests = min(max_batch_requests, MAX_BATCH_REQUESTS)
-        self.max_batch_bytes = min(max_batch_bytes, MAX_BATCH_BYTES)
-        self.submit_only = submit_only
-        self.progress = progress
-
-    _CONFIG = OpenAIBackend._CONFIG + ("cache_dir", "poll_interval", "max_batch_requests", "max_batch_bytes",
-                                       "submit_only", "progress")
+                 max_batch_bytes: int = MAX_BATCH_BYTES, submit_only: bool = False, progress: bool = True, *,
+                 options: OpenAIBatchOptions | None = None):
+        self._configure(options, locals())
 
     def _init_runtime(self) -> None:
         super()._init_runtime()
@@ -384,7 +396,8 @@ class OpenAIBatchBackend(OpenAIBackend):
                 bar.close()
 
     def _collect(self, client, entry: dict, batch: dict, index: dict) -> list[tuple[int, Completion]] | None:
-        """Completions of a finished batch's requested rows; other rows' answers go straight to the cache."""
+        """Completions of a finished batch's requested rows; other rows' answers (a killed run's)
+        go to the cache through :func:`~instag_hf.tagging.answers.store_answers`, failures counted."""
         bid, status = batch["id"], batch["status"]
         results: dict[str, Completion] = {}
         for file_id in (batch.get("output_file_id"), batch.get("error_file_id")):
@@ -408,17 +421,17 @@ class OpenAIBatchBackend(OpenAIBackend):
             completion = results.get(key) or self._failure(kind, f"batch {bid} {status}: {reason}", count=False)
             if completion.error is not None:
                 completion.error = redact(completion.error)
-                if key in index:
-                    self._stats["failures"][_kind(completion.error, kind)] += 1
-            elif key not in index:
+            if key not in index:
                 others[key] = completion
-            if key in index:
-                completion.options = options
-                group.append((index[key], completion))
+                continue
+            if completion.error is not None:
+                self._stats["failures"][_kind(completion.error, kind)] += 1
+            completion.options = options
+            group.append((index[key], completion))
         if others and self.cache_dir:
             from ..cache import RequestCache
 
-            RequestCache(self.cache_dir).put_many({k: _record(c) for k, c in others.items()})
+            store_answers(RequestCache(self.cache_dir), others)
         return group
 
     def _read_line(self, line: bytes, bid: str, fmt: str | None, results: dict, kind: str = CHAT) -> None:
@@ -456,16 +469,6 @@ class OpenAIBatchBackend(OpenAIBackend):
         if count:
             self._stats["failures"][kind] += 1
         return Completion(error=redact(reason if reason.startswith(kind) else f"{kind}: {reason}"))
-
-
-def _record(completion: Completion) -> dict:
-    """The request-cache record of an answer (its finish reason kept where it is not a plain stop)."""
-    record = {"text": completion.text}
-    if completion.completion_tokens is not None:
-        record["completion_tokens"] = completion.completion_tokens
-    if completion.finish_reason is not None:
-        record["finish_reason"] = completion.finish_reason
-    return record
 
 
 def _batch_reason(batch: dict) -> str:

@@ -25,14 +25,15 @@ import json
 import re
 import threading
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..fewshot import DEFAULT_BANK, Example, FewShotBank, bank_path
 from ..prompts import Prompt
-from .base import PROGRAMMING_ERRORS, Backend, Completion, GenerationParams
+from .base import FINISH_STOP, PROGRAMMING_ERRORS, Backend, Completion, GenerationParams, settle
 from .local import query_of
 
 
@@ -85,6 +86,40 @@ def vote_tags(similarities: np.ndarray, examples: Sequence[Example], k: int, min
     return [(tag, w, count[tag]) for tag, w in ranked if w >= min_votes - 1e-9][:max_tags]
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetrievalOptions:
+    """The options of :class:`RetrievalBackend` (see there), checked on creation; ``k`` and
+    ``max_tags`` left None take the method's defaults."""
+
+    bank: str | None = None
+    method: str = "ranker"
+    k: int | None = None
+    threshold: float = 0.15
+    min_votes: float = 0.9
+    max_tags: int | None = None
+    embedder: Any = None
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        default_k, default_max = _DEFAULTS[self.method]
+        k = default_k if self.k is None else self.k
+        max_tags = default_max if self.max_tags is None else self.max_tags
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be a probability in (0, 1), got {self.threshold}")
+        if self.min_votes <= 0:
+            raise ValueError(f"min_votes must be > 0, got {self.min_votes}")
+        if max_tags < 1:
+            raise ValueError(f"max_tags must be >= 1, got {max_tags}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        settle(self, bank=None if self.bank is None else str(self.bank), k=k, max_tags=max_tags,
+               threshold=float(self.threshold), min_votes=float(self.min_votes))
+
+
 class RetrievalBackend(Backend):
     """Tags from the nearest queries of a tagged bank, by a fitted ranker or by votes.
 
@@ -105,6 +140,8 @@ class RetrievalBackend(Backend):
         Most tags per query (default 5 for the ranker, 4 for votes).
     embedder:
         Callable from texts to vectors (default: the packaged MiniLM).
+    options:
+        All of the above as one :class:`RetrievalOptions` (keywords over it).
 
     The ranker's defaults (k=20, threshold 0.15, max_tags 5) were chosen on the bank's
     own leave-one-out F1, never on the reference set; the vote defaults (3, 0.9, 4) on
@@ -113,29 +150,14 @@ class RetrievalBackend(Backend):
 
     name = "retrieval"
     default_template = "chatml"
+    Options = RetrievalOptions
 
     def __init__(self, bank: str | None = None, method: str = "ranker", k: int | None = None,
                  threshold: float = 0.15, min_votes: float = 0.9, max_tags: int | None = None,
-                 embedder=None, batch_size: int = 256):
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-        default_k, default_max = _DEFAULTS[method]
-        k = default_k if k is None else k
-        max_tags = default_max if max_tags is None else max_tags
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
-        if min_votes <= 0:
-            raise ValueError(f"min_votes must be > 0, got {min_votes}")
-        if max_tags < 1:
-            raise ValueError(f"max_tags must be >= 1, got {max_tags}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.bank = None if bank is None else str(bank)
-        self.method, self.k, self.max_tags, self.batch_size = method, k, max_tags, batch_size
-        self.threshold, self.min_votes = float(threshold), float(min_votes)
-        self.embedder = embedder
+                 embedder=None, batch_size: int = 256, *, options: RetrievalOptions | None = None):
+        self._configure(options, locals())
+
+    def _init_runtime(self) -> None:
         self._path = Path(self.bank) if self.bank else bank_path(DEFAULT_BANK)
         if not self._path.is_file():
             raise FileNotFoundError(f"no tagged bank at {self._path}; give a JSON lines file with 'query' and 'tags'")
@@ -143,8 +165,6 @@ class RetrievalBackend(Backend):
         self._loaded: FewShotBank | None = None
         self._ranker = None
         self._digest: str | None = None
-
-    _CONFIG = ("bank", "method", "k", "threshold", "min_votes", "max_tags", "embedder", "batch_size")
 
     @classmethod
     def auto_config(cls) -> dict | None:
@@ -159,11 +179,12 @@ class RetrievalBackend(Backend):
         return self._digest
 
     def identity(self) -> dict:
-        embedder = "minilm" if self.embedder is None else getattr(self.embedder, "model", type(self.embedder).__name__)
-        setting = {"threshold": self.threshold} if self.method == "ranker" else {"min_votes": self.min_votes}
-        return {"backend": self.name, "method": METHODS[self.method], "model": f"bank:{self._path.name}",
-                "revision": self.bank_digest(), "embedder": str(embedder), "k": self.k, **setting,
-                "max_tags": self.max_tags}
+        o = self.options
+        embedder = "minilm" if o.embedder is None else getattr(o.embedder, "model", type(o.embedder).__name__)
+        setting = {"threshold": o.threshold} if o.method == "ranker" else {"min_votes": o.min_votes}
+        return {"backend": self.name, "method": METHODS[o.method], "model": f"bank:{self._path.name}",
+                "revision": self.bank_digest(), "embedder": str(embedder), "k": o.k, **setting,
+                "max_tags": o.max_tags}
 
     def describe(self) -> str:
         how = "ranked" if self.method == "ranker" else "voted"
@@ -232,7 +253,7 @@ class RetrievalBackend(Backend):
         score = "probability" if self.method == "ranker" else "vote"
         return [Completion(text=json.dumps(
             [{"tag": t, "explanation": f"{n} of the {k} nearest bank queries ({score} {w:.2f})"} for t, w, n in tags],
-            ensure_ascii=False)) for tags in found]
+            ensure_ascii=False), finish_reason=FINISH_STOP) for tags in found]  # whole by construction
 
     def stream(self, prompts: list[Prompt], params: GenerationParams,
                batch_size: int | None = None) -> Iterator[list[tuple[int, Completion]]]:

