@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from .. import schema
 from ..strict_json import finite
-from .tagsets import TagSets, group_codes, resolve_tags_column, to_tagsets
+from .tagsets import TagSets, group_codes, pair_counts, resolve_tags_column, to_tagsets
 
 
 def _tag_names(value) -> list[str]:
@@ -203,17 +203,17 @@ def cooccurrence(data, k: int = 20, tags_column: str | None = None, status_colum
                  ) -> list[tuple[str, str, int]]:
     """The ``k`` tag pairs found together on the most rows, as ``(tag, tag, rows)`` (each pair in name order)."""
     ts = _tagsets(data, tags_column, status_column)
-    a, b = _pairs(ts)
-    if k <= 0 or a.size == 0:
+    if k <= 0 or not ts.ids.size:
         return []
-    size = len(ts.vocab)
-    keys = np.sort(a.astype(np.int64) * size + b)
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    keys, counts = keys[starts], np.diff(np.append(starts, keys.size))
-    if k < keys.size:
-        kth = np.partition(counts, keys.size - k)[keys.size - k]
-        keys, counts = keys[counts >= kth], counts[counts >= kth]
-    first, second = np.divmod(keys, size)
+    # distinct pairs counted in row chunks: memory grows with the pairs, not with the pair occurrences
+    carried = np.flatnonzero(ts.tag_counts())
+    first, second, counts = pair_counts(ts.offsets, ts.ids, carried, len(ts.vocab))
+    if counts.size == 0:
+        return []
+    if k < counts.size:
+        kth = np.partition(counts, counts.size - k)[counts.size - k]
+        first, second, counts = first[counts >= kth], second[counts >= kth], counts[counts >= kth]
+    first, second = carried[first], carried[second]
     names = zip(ts.vocab[first].tolist(), ts.vocab[second].tolist(), counts.tolist())
     rows = [(*sorted((x, y)), c) for x, y, c in names]
     return sorted(rows, key=lambda x: (-x[2], x[0], x[1]))[:k]

@@ -113,8 +113,8 @@ class TagSets:
             raise ValueError(f"target has {target.size} entries for a vocabulary of {len(self.vocab)}")
         codes = target[self.ids]
         keep = codes >= 0
-        return TagSets._from_pairs(self.row_ids[keep], codes[keep], np.asarray(list(vocab), dtype=object),
-                                   self.usable)
+        rows = np.repeat(np.arange(len(self), dtype=_row_dtype(len(self))), self.lengths)[keep]
+        return TagSets._from_pairs(rows, codes[keep], np.asarray(list(vocab), dtype=object), self.usable)
 
     def tag_set(self) -> frozenset[str]:
         """The distinct tags the rows carry."""
@@ -188,14 +188,16 @@ class TagSets:
         if len(flat):
             keep = pc.and_(keep, pc.greater(pc.binary_length(flat), 0)).fill_null(False)
         keep = np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)
-        rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-        keep &= usable[rows]
+        keep &= np.repeat(usable, lengths)
+        rows = np.repeat(np.arange(n, dtype=_row_dtype(n)), lengths)  # 4 bytes per entry below 2**31 rows
         if not keep.all():
             flat = flat.filter(pa.array(keep))
             rows = rows[keep]
+        del keep
         encoded = flat.dictionary_encode()
+        del flat
         vocab = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
         return cls._from_pairs(rows, codes, vocab, usable)
 
     @classmethod
@@ -211,14 +213,30 @@ class TagSets:
 
     @classmethod
     def _from_pairs(cls, rows: np.ndarray, codes: np.ndarray, vocab: np.ndarray, usable: np.ndarray) -> TagSets:
+        """Rows from (row, tag id) pairs in any order, duplicates counted once; one int64 key per pair at a time."""
         n, size = len(usable), max(len(vocab), 1)
-        key = np.sort(rows * size + codes)
+        key = rows.astype(np.int64)
+        key *= size
+        key += codes
+        key.sort()  # in place
         if key.size:
-            key = key[np.concatenate(([True], key[1:] != key[:-1]))]
-        rows, ids = np.divmod(key, size)
+            first = np.empty(key.size, dtype=bool)
+            first[0] = True
+            np.not_equal(key[1:], key[:-1], out=first[1:])
+            if not first.all():
+                key = key[first]
+            del first
+        ids = np.empty(key.size, dtype=np.int32)
+        np.remainder(key, size, out=ids, casting="unsafe")
+        key //= size  # now the row of every pair
         offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
-        return cls(offsets, ids.astype(np.int32), vocab, usable)
+        np.cumsum(np.bincount(key, minlength=n), out=offsets[1:])
+        return cls(offsets, ids, vocab, usable)
+
+
+def _row_dtype(n: int):
+    """The narrowest integer type for row numbers below ``n`` (int32 up to 2**31 rows)."""
+    return np.int32 if n < 2 ** 31 else np.int64
 
 
 def _row_names(row) -> list | None:
@@ -256,6 +274,65 @@ def _flatten(chunk: pa.Array) -> tuple[np.ndarray, pa.Array]:
             raise ValueError(f"tags must be strings or {{'tag', 'explanation'}} items, not {value}")
     return lengths, flat
 
+
+# --- pair counts in bounded memory: the sparse product X.T @ X in row chunks ----------------------
+# Each chunk of rows becomes a small CSR matrix, multiplied with itself, cut to its strict upper
+# triangle and added to a running total: memory grows with the distinct co-occurring pairs (plus one
+# chunk), never with rows x tags. Association aggregation and the analysis' top pairs use it.
+
+#: tag entries (row-tag pairs) per chunk: about 50 MB of working arrays per chunk
+CHUNK_ENTRIES = 2_000_000
+
+
+def pair_counts(offsets: np.ndarray, ids: np.ndarray, columns: np.ndarray, n_tags: int,
+                chunk_entries: int = CHUNK_ENTRIES):
+    """Rows holding both tags of every co-occurring pair among ``columns``.
+
+    ``offsets``/``ids``: a CSR layout of tag sets (ids unique within a row); ``columns``:
+    the ascending tag ids to count (others are ignored); ``n_tags``: the size of the id
+    space. Returns ``(a, b, both)``: positions into ``columns`` with ``a < b`` and the
+    number of rows holding both, one entry per pair that occurs at least once.
+    """
+    from scipy import sparse
+
+    columns = np.asarray(columns, dtype=np.int64)
+    k = len(columns)
+    lookup = np.full(max(n_tags, 1), -1, dtype=np.int32)
+    lookup[columns] = np.arange(k, dtype=np.int32)
+    total = sparse.csr_matrix((k, k), dtype=np.int64)
+    n_rows = len(offsets) - 1
+    start = 0
+    while start < n_rows:
+        # rows [start, stop) hold about chunk_entries tags (at least one row)
+        stop = int(np.searchsorted(offsets, offsets[start] + chunk_entries, side="right")) - 1
+        stop = min(max(stop, start + 1), n_rows)
+        total = total + _chunk_pairs(offsets[start:stop + 1], ids, lookup, k, sparse)
+        start = stop
+    upper = total.tocoo()
+    return (upper.row.astype(np.int32), upper.col.astype(np.int32), upper.data.astype(np.int64))
+
+
+def _chunk_pairs(bounds: np.ndarray, ids: np.ndarray, lookup: np.ndarray, k: int, sparse):
+    """The strict upper triangle of ``X.T @ X`` for the rows between ``bounds[0]`` and ``bounds[-1]``."""
+    local = lookup[ids[bounds[0]:bounds[-1]]]
+    keep = local >= 0
+    kept = np.zeros(len(local) + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept[1:])
+    rel = bounds - bounds[0]
+    lengths = kept[rel[1:]] - kept[rel[:-1]]
+    rows = lengths >= 2  # a row with fewer than two counted tags holds no pair
+    if not rows.any():
+        return sparse.csr_matrix((k, k), dtype=np.int64)
+    entry_rows = np.repeat(rows, lengths)
+    indices = local[keep][entry_rows]
+    lengths = lengths[rows]
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    x = sparse.csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr), shape=(len(lengths), k))
+    product = (x.T.tocsr() @ x).tocoo()
+    upper = product.row < product.col
+    return sparse.csr_matrix((product.data[upper].astype(np.int64), (product.row[upper], product.col[upper])),
+                             shape=(k, k))
 
 def to_tagsets(data, tags_column: str | None = None, status_column: str | None = schema.STATUS) -> TagSets:
     """A :class:`TagSets` from a ``Dataset``, a ``TagSets``, or Python rows of tags."""
