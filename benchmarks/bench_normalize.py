@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 from datasets import disable_progress_bars, load_from_disk  # noqa: E402
 
 from instag_hf.normalize import SemanticAggregator, SentenceTransformerEmbedder, TagNormalizer  # noqa: E402
-from instag_hf.normalize.embeddings import embed  # noqa: E402
+from instag_hf.embeddings import embed  # noqa: E402
 from instag_hf.normalize.semantic import build_index, dbscan_labels, neighbor_graph  # noqa: E402
 from instag_hf.testing.synthetic import SyntheticEmbedder, bcubed, make_corpus  # noqa: E402
 

@@ -27,7 +27,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from instag_hf import Tagger  # noqa: E402
-from instag_hf.tagging.backends.local import LocalBackend  # noqa: E402
+from instag_hf.quality.local_backend import LocalBackend  # noqa: E402
 from instag_hf.quality import LocalTagModel, make_tagged_queries, tag_f1  # noqa: E402
 from instag_hf.quality.embedding import get_embedder  # noqa: E402
 

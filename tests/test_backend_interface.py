@@ -14,7 +14,7 @@ from instag_hf.tagging.answers import store_answers
 from instag_hf.tagging.backends import make_backend
 from instag_hf.tagging.backends.base import Backend, Completion, GenerationParams
 from instag_hf.tagging.backends.hf import HFBackend, HFOptions
-from instag_hf.tagging.backends.local import LocalBackend, LocalOptions
+from instag_hf.quality.local_backend import LocalBackend, LocalOptions
 from instag_hf.tagging.backends.openai import OpenAIBackend, OpenAIOptions
 from instag_hf.tagging.backends.openai_batch import BatchPending, OpenAIBatchBackend, OpenAIBatchOptions
 from instag_hf.tagging.backends.retrieval import RetrievalBackend

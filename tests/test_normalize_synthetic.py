@@ -91,7 +91,7 @@ def minilm():
 
 
 def test_minilm_loads_offline_from_its_package(minilm):
-    from instag_hf.normalize.embeddings import packaged_model_path
+    from instag_hf.embeddings import packaged_model_path
 
     assert packaged_model_path("sentence-transformers/all-MiniLM-L6-v2") is not None
     x = minilm(["social media", "Social Media", "grammar correction"])

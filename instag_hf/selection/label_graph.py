@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..normalize.embeddings import Embedder, embed, embedding_cache_argument, make_embedder
+from ..embeddings import Embedder, embed, embedding_cache_argument, make_embedder
 from ..normalize.semantic import INDEXES, build_index, neighbor_graph
 
 # scipy loads on first use (as FAISS does), so ``import instag_hf`` stays light

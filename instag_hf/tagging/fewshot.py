@@ -64,7 +64,7 @@ class FewShotBank:
 
     def embedder(self):
         if self._embedder is None:
-            from ..normalize.embeddings import SentenceTransformerEmbedder
+            from ..embeddings import SentenceTransformerEmbedder
 
             self._embedder = SentenceTransformerEmbedder(batch_size=64)
         return self._embedder
@@ -79,7 +79,7 @@ class FewShotBank:
         has a ``cache_id`` (the packaged MiniLM does), so only the first run pays for them."""
         with self._lock:
             if self._vectors is None:
-                from ..normalize.embeddings import embed
+                from ..embeddings import embed
 
                 self._vectors, _ = embed([e.query for e in self.examples], self.embedder())
             return self._vectors

@@ -7,6 +7,7 @@ old wording are never reused for the new one.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -254,3 +255,27 @@ def get_template(template: str | Template) -> Template:
     if "@" in template and template != found.id:
         raise ValueError(f"template {template!r} is not available; this version of instag_hf has {found.id}")
     return found
+
+
+@functools.cache
+def _wrappers() -> tuple[tuple[str, str], ...]:
+    """(text before, text after) the query in each registered template's user turn, longest first."""
+    found = set()
+    for t in TEMPLATES.values():
+        if "{query}" in t.user:
+            before, _, after = t.user.partition("{query}")
+            pair = (before.replace("{{", "{").replace("}}", "}"), after.replace("{{", "{").replace("}}", "}"))
+            if pair != ("", ""):
+                found.add(pair)
+    return tuple(sorted(found, key=lambda p: -(len(p[0]) + len(p[1]))))
+
+
+def query_of(prompt: Prompt) -> str:
+    """The query inside a rendered prompt: the last user turn, unwrapped from a known template
+    (for backends that read the query itself rather than the prompt: retrieval, local)."""
+    users = [m["content"] for m in prompt.messages if m.get("role") == "user"]
+    text = users[-1] if users else (prompt.text or "")
+    for before, after in _wrappers():
+        if text.startswith(before) and text.endswith(after) and len(text) >= len(before) + len(after):
+            return text[len(before): len(text) - len(after)]
+    return text

@@ -24,7 +24,7 @@ BACKENDS: dict[str, str] = {
     "hf": "instag_hf.tagging.backends.hf:HFBackend",
     "transformers": "instag_hf.tagging.backends.transformers:TransformersBackend",
     "vllm": "instag_hf.tagging.backends.vllm:VLLMBackend",
-    "local": "instag_hf.tagging.backends.local:LocalBackend",
+    "local": "instag_hf.quality.local_backend:LocalBackend",
     "retrieval": "instag_hf.tagging.backends.retrieval:RetrievalBackend",
 }
 AUTO_ORDER: tuple[str, ...] = ("vllm", "openai", "retrieval", "transformers")

@@ -32,9 +32,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..fewshot import DEFAULT_BANK, Example, FewShotBank, bank_path
-from ..prompts import Prompt
+from ..prompts import Prompt, query_of
 from .base import FINISH_STOP, PROGRAMMING_ERRORS, Backend, Completion, GenerationParams, settle
-from .local import query_of
 
 
 #: Versions of the two methods; bump one when what it answers for the same bank changes.
@@ -266,7 +265,7 @@ def _code_rows(bank: FewShotBank) -> np.ndarray:
 
 def _fit_ranker(bank: FewShotBank, k: int):
     """A :class:`TagRanker` fitted leave-one-out on ``bank``; tag embeddings go through the embedding cache."""
-    from ...normalize.embeddings import embed
+    from ...embeddings import embed
     from ..ranker import TagRanker
 
     encoder = bank.embedder()

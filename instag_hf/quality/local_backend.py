@@ -15,33 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..prompts import TEMPLATES, Prompt
-from .base import FINISH_STOP, PROGRAMMING_ERRORS, Backend, Completion, GenerationParams, settle
-
-
-def _wrappers() -> list[tuple[str, str]]:
-    """(text before, text after) the query in each registered template's user turn, longest first."""
-    found = set()
-    for t in TEMPLATES.values():
-        if "{query}" in t.user:
-            before, _, after = t.user.partition("{query}")
-            pair = (before.replace("{{", "{").replace("}}", "}"), after.replace("{{", "{").replace("}}", "}"))
-            if pair != ("", ""):
-                found.add(pair)
-    return sorted(found, key=lambda p: -(len(p[0]) + len(p[1])))
-
-
-_WRAPPERS = _wrappers()
-
-
-def query_of(prompt: Prompt) -> str:
-    """The query inside a rendered prompt: the last user turn, unwrapped from a known template."""
-    users = [m["content"] for m in prompt.messages if m.get("role") == "user"]
-    text = users[-1] if users else (prompt.text or "")
-    for before, after in _WRAPPERS:
-        if text.startswith(before) and text.endswith(after) and len(text) >= len(before) + len(after):
-            return text[len(before): len(text) - len(after)]
-    return text
+from ..tagging.prompts import Prompt, query_of
+from ..tagging.backends.base import FINISH_STOP, PROGRAMMING_ERRORS, Backend, Completion, GenerationParams, settle
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,7 +101,7 @@ class LocalBackend(Backend):
     def load(self):
         with self._lock:
             if self._loaded is None:
-                from ...quality.local_model import LocalTagModel
+                from .local_model import LocalTagModel
 
                 self._loaded = LocalTagModel.load(self.model)
             return self._loaded
