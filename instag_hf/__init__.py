@@ -28,6 +28,7 @@ from .publish import InstagDatasetCard, push_to_hub, write_dataset_card
 from .quality import LLMJudge, LocalTagModel, distill_dataset, evaluate_tags, tag_f1
 from .reporting.report import render_html, render_markdown, write_report
 from .samples import load_reference, load_sample
+from .scoring import Scorer
 from .selection import (
     LabelGraph,
     SelectionReport,
@@ -65,6 +66,8 @@ if not _logger.handlers:
 
 #: A ready tagger with the automatically chosen backend: ``ds.map(instag_hf.tag, batched=True)``.
 tag = Tagger()
+#: A ready scorer (Deita's prompts; the embedded stand-in model on a CPU): ``ds.map(instag_hf.score, batched=True)``.
+score = Scorer()
 
 __all__ = [
     "Tagger", "TagStats", "TurnResult", "tag", "parse_tags", "ParseResult", "Template", "Prompt",
@@ -80,3 +83,4 @@ __all__ += ["LabelGraph", "compare_strategies", "StrategyComparison"]
 __all__ += ["TagNormalizer", "TagMapping"]
 __all__ += ["push_to_hub", "InstagDatasetCard", "write_dataset_card"]
 __all__ += ["evaluate_tags", "tag_f1", "LLMJudge", "distill_dataset", "LocalTagModel"]
+__all__ += ["Scorer", "score"]

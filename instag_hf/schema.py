@@ -42,6 +42,31 @@ TAG_FEATURES = Features(
     }
 )
 
+# Scores (MIG's row weights: Deita's quality x complexity, averaged over a row's turns)
+QUALITY = "instag_quality"
+COMPLEXITY = "instag_complexity"
+SCORE = "instag_score"
+SCORE_STATUS = "instag_score_status"
+SCORE_ERROR = "instag_score_error"
+#: the answer carried no log-probabilities of the first generated token (never a parsed-text fallback)
+NO_LOGPROBS = "no_logprobs"
+#: the row has a user query but no assistant answer: its quality (so its score) is not scored
+NO_ANSWER = "no_answer"
+SCORE_STATUSES = (OK, TRUNCATED, NO_ANSWER, EMPTY_QUERY, NO_LOGPROBS, BACKEND_ERROR)
+#: a row's score status is the most severe of its turns'
+SCORE_SEVERITY = {OK: 0, TRUNCATED: 1, NO_ANSWER: 2, EMPTY_QUERY: 3, NO_LOGPROBS: 4, BACKEND_ERROR: 5}
+
+SCORE_FEATURES = Features(
+    {
+        QUALITY: Value("float64"),
+        COMPLEXITY: Value("float64"),
+        SCORE: Value("float64"),
+        SCORE_STATUS: Value("string"),
+        SCORE_ERROR: Value("string"),
+    }
+)
+
+
 def passed_one_row(batch) -> bool | None:
     """Whether ``datasets`` passed a map function one row (True) or a batch (False); None when
     the input is a plain mapping (an ``IterableDataset``, a direct call) and the caller must tell."""

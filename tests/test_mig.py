@@ -25,7 +25,7 @@ TAGS = [f"t{i}" for i in range(10)]
 
 
 def dense_mig(rows, tags, similarity, n, scores=None, prop_weight=1.0, a=A, b=B, usable=None, untagged="last",
-              max_per_tag=None):
+              max_per_tag=None, norm=True):
     """MIG as published (instag-facts section 7), written plainly with dense matrices.
 
     P: the similarity with off-diagonal entries times prop_weight, each column divided by
@@ -46,7 +46,7 @@ def dense_mig(rows, tags, similarity, n, scores=None, prop_weight=1.0, a=A, b=B,
     v = np.zeros((len(rows), k))
     for i, row in enumerate(sets):
         for t in row:
-            v[i, index[t]] = s[i] / len(row)
+            v[i, index[t]] = s[i] / len(row) if norm else s[i]  # norm=False: the official CLI's --norm False
     u = v @ p
     x = np.zeros(k)
     picks, left, used = [], [i for i, row in enumerate(sets) if row], Counter()

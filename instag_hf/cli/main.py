@@ -27,7 +27,7 @@ API_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries
 #: options of the tag subcommand for the openai-batch and hf backends
 TAG_API_OPTIONS = ("submit_only", "poll_interval", "provider")
 VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "engine_kwargs")
-COMMAND_MODULES = ("instag_hf.cli.normalize", "instag_hf.cli.analysis", "instag_hf.cli.publish", "instag_hf.cli.quality")
+COMMAND_MODULES = ("instag_hf.cli.normalize", "instag_hf.cli.analysis", "instag_hf.cli.publish", "instag_hf.cli.quality", "instag_hf.cli.score")
 DATA_FILES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 

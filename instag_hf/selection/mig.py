@@ -54,6 +54,9 @@ class MigParams:
     phi_a: float = PHI_A
     phi_b: float = PHI_B
     extra: dict = field(default_factory=dict)
+    #: True (the paper's, default): ``s_i / |T_i|`` on each tag of row ``i``; False: ``s_i`` on each
+    #: (the official command line's ``--norm False``)
+    norm: bool = True
 
     def __post_init__(self):
         if self.label_graph is not None and not isinstance(self.label_graph, LabelGraph):
@@ -62,10 +65,12 @@ class MigParams:
         self.prop_weight = check_real("prop_weight", self.prop_weight, 0.0)
         self.phi_a = check_real("phi_a", self.phi_a, 0.0, low_open=True)
         self.phi_b = check_real("phi_b", self.phi_b, 0.0, 1.0, low_open=True)
+        if not isinstance(self.norm, (bool, np.bool_)):
+            raise ValueError(f"norm must be True or False, got {self.norm!r}")
 
     def describe(self) -> dict:
         graph = self.label_graph
-        return {"prop_weight": self.prop_weight, "phi_a": self.phi_a, "phi_b": self.phi_b,
+        return {"prop_weight": self.prop_weight, "phi_a": self.phi_a, "phi_b": self.phi_b, "norm": bool(self.norm),
                 "label_graph": None if graph is None else {"tags": len(graph), "edges": graph.n_edges},
                 "scores": self.scores is not None, **self.extra}
 
@@ -129,7 +134,9 @@ class _Model:
         self.gid = to_graph[ts.ids].astype(np.int32)
         self.offsets, self.lengths = ts.offsets, ts.lengths
         self.scores = params.scores if params.scores is not None else np.ones(len(ts))
-        self.weight = np.divide(self.scores, self.lengths, out=np.zeros(len(ts)), where=self.lengths > 0)
+        self.norm = params.norm
+        self.weight = (np.divide(self.scores, self.lengths, out=np.zeros(len(ts)), where=self.lengths > 0)
+                       if self.norm else np.where(self.lengths > 0, self.scores, 0.0))
         self.P = propagation_matrix(graph, params.prop_weight)
         self.p_lengths = np.diff(self.P.indptr)
         self.identity = self.P.nnz == len(graph)  # no edge: a row informs only its own tags
@@ -172,7 +179,7 @@ class _Model:
         bounds = ends - counts
         gather = np.repeat(starts - bounds, counts) + np.arange(int(ends[-1]), dtype=np.int64)
         sums = np.add.reduceat(self.h[self.gid[gather]], bounds)
-        return self.scores[rows] * (sums / counts)
+        return self.scores[rows] * (sums / counts) if self.norm else self.scores[rows] * sums
 
     def _distinct(self, ids: np.ndarray) -> np.ndarray:
         """The distinct values of ``ids``, ascending (a mark per graph tag instead of a sort)."""

@@ -20,7 +20,7 @@ from .mig import PHI_A, PHI_B, PROP_WEIGHT, MigParams
 from .params import QUOTA_MODES, TIES, UNTAGGED
 
 #: the options that only ``mig`` reads
-MIG_ONLY = ("label_graph", "scores", "prop_weight", "phi_a", "phi_b")
+MIG_ONLY = ("label_graph", "scores", "prop_weight", "phi_a", "phi_b", "norm")
 #: keyword spellings of a field under another name (``sample(..., score_column="quality")``)
 ALIASES = {"score_column": "scores"}
 
@@ -56,10 +56,14 @@ class SelectionOptions:
         builds one from the data's tags with the normalization step's default embedder.
     scores:
         ``mig`` only: one non-negative quality weight per row, or (for a Dataset) the name of
-        the column holding them (keyword ``score_column``), e.g. Deita scores; default 1 for every row.
+        the column holding them (keyword ``score_column``), e.g. Deita scores; default: the
+        ``instag_score`` column when the Dataset has one without nulls (see ``instag score``), else 1.
     prop_weight, phi_a, phi_b:
         ``mig`` only: the weight of the graph's edges in propagation (default 1.0; 0 turns
         propagation off) and ``phi(x) = (x + phi_a) ** phi_b`` (defaults 1e-6 and 0.8).
+    norm:
+        ``mig`` only: True (default, the paper's) puts ``s_i / |T_i|`` on each tag of a row; False puts
+        the full score ``s_i`` on each (the official command line's ``--norm False``).
     """
 
     seed: int | None = 0
@@ -75,6 +79,7 @@ class SelectionOptions:
     prop_weight: float | None = None
     phi_a: float | None = None
     phi_b: float | None = None
+    norm: bool | None = None
 
     def __post_init__(self) -> None:
         if self.seed is not None:
@@ -133,7 +138,8 @@ class SelectionOptions:
     def mig_params(self) -> MigParams:
         """MIG's settings from these options (scores are read with the data, by the pool)."""
         return MigParams(self.label_graph, None, PROP_WEIGHT if self.prop_weight is None else self.prop_weight,
-                         PHI_A if self.phi_a is None else self.phi_a, PHI_B if self.phi_b is None else self.phi_b)
+                         PHI_A if self.phi_a is None else self.phi_a, PHI_B if self.phi_b is None else self.phi_b,
+                         norm=True if self.norm is None else self.norm)
 
     def describe(self) -> dict:
         """The recipe a report records (MIG's own settings are added by the run that used them)."""

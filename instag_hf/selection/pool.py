@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import schema
 from ..analysis.tagsets import TagSets, group_codes, to_tagsets
 from .checks import check_count
 from .mig import MigParams, check_scores
@@ -41,10 +42,13 @@ class SelectionPool:
         n = check_count("n", n, 0)
         mig = options.mig_params() if "mig" in strategies else None
         ts = to_tagsets(data, options.tags_column, options.status_column)
-        if mig is not None and options.scores is not None:
-            mig.scores = check_scores(_score_values(data, options.scores), len(ts))
-            if isinstance(options.scores, str):
-                mig.extra["score_column"] = options.scores
+        scores = options.scores
+        if mig is not None and scores is None:
+            scores = _default_scores(data)
+        if mig is not None and scores is not None:
+            mig.scores = check_scores(_score_values(data, scores), len(ts))
+            if isinstance(scores, str):
+                mig.extra["score_column"] = scores
         groups = group_codes(data, options.quota_column) if options.quota_column is not None else None
         return cls(ts, n, options, groups, mig)
 
@@ -88,6 +92,19 @@ class SelectionPool:
         if self.mig is not None:
             params["mig"] = self.mig.describe()
         return params
+
+
+def _default_scores(data) -> str | None:
+    """``instag_score`` when ``data`` is a Dataset with that column and no null in it (logged either way)."""
+    if not hasattr(data, "column_names") or schema.SCORE not in data.column_names:
+        return None
+    nulls = data.with_format("arrow")[schema.SCORE].null_count
+    if nulls:
+        logger.warning("mig: not weighing rows by %s: %d rows have no score (see %s); fill them or pass "
+                       "score_column=", schema.SCORE, nulls, schema.SCORE_STATUS)
+        return None
+    logger.info("mig: weighing rows by the %s column (pass scores= or score_column= to choose)", schema.SCORE)
+    return schema.SCORE
 
 
 def _score_values(data, scores):

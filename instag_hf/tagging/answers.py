@@ -50,7 +50,7 @@ def completion_record(completion: Completion) -> dict:
         record["completion_tokens"] = completion.completion_tokens
     if isinstance(completion.finish_reason, str):
         record["finish_reason"] = completion.finish_reason
-    top = getattr(completion, "top_logprobs", None)
+    top = completion.top_logprobs
     if top:  # per generated position, token -> logprob (the Scorer's input)
         record["top_logprobs"] = [{str(t): float(v) for t, v in position.items()} for position in top]
     return record

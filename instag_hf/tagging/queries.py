@@ -133,3 +133,49 @@ def extract_batch(batch: Mapping[str, Sequence[Any]], fmt: QueryFormat) -> list[
     names = list(batch)
     n = len(batch[names[0]]) if names else 0
     return [fmt.extract({k: batch[k][i] for k in names}) for i in range(n)]
+
+
+ASSISTANT_ROLES = frozenset({"assistant", "gpt", "bot", "model", "chatgpt"})
+#: the column holding the answer of the single-turn layouts
+ANSWER_COLUMNS = {"alpaca": "output", "dolly": "response"}
+
+
+def _pairs(turns: Any, role_key: str, text_key: str) -> list[tuple[str, str | None]]:
+    if not turns:
+        return []
+    if isinstance(turns, Mapping):  # a column read as a dict of lists
+        items = list(zip(turns.get(role_key) or [], turns.get(text_key) or []))
+    else:
+        items = [(t.get(role_key), t.get(text_key)) for t in turns if isinstance(t, Mapping)]
+    pairs: list[tuple[str, str | None]] = []
+    for role, text in items:
+        role = str(role or "").lower()
+        if role in USER_ROLES:
+            pairs.append((_text(text), None))
+        elif role in ASSISTANT_ROLES and pairs and pairs[-1][1] is None:
+            pairs[-1] = (pairs[-1][0], _text(text))
+    return pairs
+
+
+def extract_pairs(row: Mapping[str, Any], fmt: QueryFormat) -> list[tuple[str, str | None]]:
+    """``(user turn, the assistant answer that follows it)`` per user turn of ``row``, in order.
+
+    The answer is None where none follows (a conversation ending on a user turn, a row
+    without an ``output``/``response`` column, a plain text column). The user turns are
+    exactly those of :meth:`QueryFormat.extract`.
+    """
+    if fmt.kind == "sharegpt":
+        return _pairs(row.get(fmt.column), "from", "value")
+    if fmt.kind == "messages":
+        return _pairs(row.get(fmt.column), "role", "content")
+    queries = fmt.extract(row)
+    column = ANSWER_COLUMNS.get(fmt.kind)
+    answer = row.get(column) if column else None
+    return [(queries[0], None if answer is None else _text(answer))]
+
+
+def extract_pairs_batch(batch: Mapping[str, Sequence[Any]], fmt: QueryFormat) -> list[list[tuple[str, str | None]]]:
+    """:func:`extract_pairs` of every row of a column-oriented batch."""
+    names = list(batch)
+    n = len(batch[names[0]]) if names else 0
+    return [extract_pairs({k: batch[k][i] for k in names}, fmt) for i in range(n)]

@@ -11,6 +11,7 @@ route (``POST /`` or ``/generate``, for huggingface_hub's ``text_generation``) a
 :class:`KeywordBackend`) and injects faults at chosen rates: 500s, 429s with
 ``Retry-After``, hangs, dropped connections, bodies cut off mid-transfer, answers
 that are not JSON, answers that are not tag JSON, format rejections, latency; and
+with ``score_logprobs``, the log-probabilities of a scorer's first token (issue 25); and
 the hostile answers of issue 24: a content-filter stop, content as a list of parts,
 a refusal, content that is a JSON object, answers cut at the request's ``max_tokens``
 (``finish_reason: "length"``), and error messages that echo the caller's key.
@@ -33,6 +34,7 @@ import binascii
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -47,7 +49,7 @@ from .batch_api import BatchConfig, BatchStore
 HOST = "127.0.0.1"
 # The order is part of the fault draw: new outcomes go at the end, so old seeds keep their faults.
 OUTCOMES = ("error_500", "rate_limit_429", "hang", "drop", "malformed", "bad_content", "cut_off",
-            "content_filter", "content_parts", "refusal", "content_object")
+            "content_filter", "content_parts", "refusal", "content_object", "omit_logprobs")
 #: the answering routes, as counted in ``requests_by_endpoint``
 ENDPOINTS = ("chat", "completions", "generate")
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
@@ -82,6 +84,10 @@ class Faults:
     reject_text_json_schema: bool = False  # refuse json_schema on /v1/completions (and TGI's grammar)
     reject_text_json_object: bool = False  # refuse json_object on /v1/completions
     seed: int = 0
+    #: scoring requests (those asking for logprobs) get a digit 1..6 and the first position's
+    #: top_logprobs from :func:`fake_score_logprobs` of the prompt, on both answering endpoints
+    score_logprobs: bool = False
+    omit_logprobs: float = 0.0  # with score_logprobs: the answer comes without logprobs
 
     def __post_init__(self):
         total = sum(getattr(self, name) for name in OUTCOMES)
@@ -110,6 +116,39 @@ def query_of_prompt(prompt) -> str:
     if " ASSISTANT:" in text:
         text = text.rsplit(" ASSISTANT:", 1)[0]
     return text.strip()
+
+
+#: the tokens :func:`fake_score_logprobs` gives a probability: Deita's six score digits, a spaced
+#: digit (a scorer must read the exact one) and a word
+SCORE_VOCAB = ("1", "2", "3", "4", "5", "6", " 3", "The")
+
+
+def fake_score_logprobs(text: str) -> dict[str, float]:
+    """``token -> logprob`` over :data:`SCORE_VOCAB`, a pure function of the prompt ``text``."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    logits = [b / 32.0 for b in digest[: len(SCORE_VOCAB)]]
+    peak = max(logits)
+    norm = peak + math.log(sum(math.exp(v - peak) for v in logits))
+    return {token: v - norm for token, v in zip(SCORE_VOCAB, logits)}
+
+
+def _asked_logprobs(endpoint: str, body: dict) -> int:
+    """How many top log-probabilities ``body`` asks per position (0: none)."""
+    if endpoint == "completions":
+        k = body.get("logprobs")
+        return int(k) if isinstance(k, int) and not isinstance(k, bool) else 0
+    if endpoint == "chat" and body.get("logprobs") is True:
+        k = body.get("top_logprobs")
+        return int(k) if isinstance(k, int) and not isinstance(k, bool) else 1
+    return 0
+
+
+def _score_text(endpoint: str, body: dict) -> str:
+    """The whole prompt of a scoring request: a completion's prompt, a chat's last user message."""
+    if endpoint == "completions":
+        return body.get("prompt") if isinstance(body.get("prompt"), str) else ""
+    users = [m.get("content") for m in body.get("messages", []) if m.get("role") == "user"]
+    return users[-1] if users and isinstance(users[-1], str) else ""
 
 
 def query_id(query: str) -> str:
@@ -375,6 +414,8 @@ class FakeChatServer:
                     outcome: str = "ok"):
         """The answer to ``body`` on ``endpoint``, shaped by ``outcome`` (one of :data:`OUTCOMES` or ok)."""
         faults = self.faults
+        if faults.score_logprobs and endpoint in ("chat", "completions") and _asked_logprobs(endpoint, body):
+            return self._score_completion(body, raw_size, endpoint, outcome)
         query = self._query(endpoint, body)
         tags = keyword_tags(query, faults.tags_per_answer)
         rf = self._format(endpoint, body)
@@ -417,6 +458,29 @@ class FakeChatServer:
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": usage,
         }
+
+    def _score_completion(self, body: dict, raw_size: int, endpoint: str, outcome: str) -> dict:
+        """A scoring answer: the likeliest token of :func:`fake_score_logprobs` and, unless the outcome
+        is ``omit_logprobs``, the first position's top ``k`` log-probabilities in the endpoint's shape."""
+        query = self._query(endpoint, body)
+        top = sorted(fake_score_logprobs(_score_text(endpoint, body)).items(), key=lambda kv: -kv[1])
+        top = top[: _asked_logprobs(endpoint, body)]
+        token, logprob = top[0]
+        keep = outcome != "omit_logprobs"
+        self.finish_reasons["length"] += 1
+        usage = {"prompt_tokens": raw_size // 4, "completion_tokens": 1, "total_tokens": raw_size // 4 + 1}
+        if endpoint == "completions":
+            logprobs = {"tokens": [token], "token_logprobs": [logprob], "top_logprobs": [dict(top)],
+                        "text_offset": [0]} if keep else None
+            return {"id": f"cmpl-{query_id(query)[:12]}", "object": "text_completion", "created": int(time.time()),
+                    "model": body.get("model", "fake-tagger"), "usage": usage,
+                    "choices": [{"index": 0, "text": token, "logprobs": logprobs, "finish_reason": "length"}]}
+        entry = {"token": token, "logprob": logprob, "bytes": list(token.encode()),
+                 "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in top]}
+        return {"id": f"chatcmpl-{query_id(query)[:12]}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "fake-tagger"), "usage": usage,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": token},
+                             "logprobs": {"content": [entry]} if keep else None, "finish_reason": "length"}]}
 
     async def _complete(self, request: web.Request, endpoint: str = "chat") -> web.StreamResponse:
         raw = await request.read()

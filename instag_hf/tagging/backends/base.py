@@ -24,6 +24,8 @@ class GenerationParams:
     max_new_tokens: int = 512
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
+    #: top log-probabilities wanted per generated position (0: none); see ``Completion.top_logprobs``
+    logprobs: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +44,9 @@ class Completion:
     #: why generation stopped: ``"stop"`` (the answer is complete), ``"length"`` (cut at the
     #: token budget), ``"content_filter"``, or None where the backend cannot tell
     finish_reason: str | None = None
+    #: per generated position, ``token text -> logprob`` of the top ``GenerationParams.logprobs``
+    #: tokens; None where not asked for or the backend cannot give them
+    top_logprobs: list[dict[str, float]] | None = None
 
 
 #: ``Completion.finish_reason`` values the Tagger acts on

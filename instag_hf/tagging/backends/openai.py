@@ -394,6 +394,9 @@ class OpenAIBackend(Backend):
             body = {"model": self.model, "messages": list(prompt.messages)}
             schema = SCHEMA_FORMAT
         body.update(max_tokens=params.max_new_tokens, temperature=params.temperature)
+        if params.logprobs:  # completions: logprobs=k; chat: logprobs=true with top_logprobs=k
+            body.update({"logprobs": params.logprobs} if prompt.text is not None
+                        else {"logprobs": True, "top_logprobs": params.logprobs})
         if params.stop:
             body["stop"] = list(params.stop)[:4]
         if fmt == "json_schema" and schema is not None:
@@ -523,7 +526,25 @@ class OpenAIBackend(Backend):
             out.error = problem
         else:
             out.text = text
+            out.top_logprobs = _top_logprobs(choice.get("logprobs"))
         return out
+
+
+def _top_logprobs(logprobs) -> list[dict[str, float]] | None:
+    """Per position ``token -> logprob`` from a choice's ``logprobs``: chat's ``content[i].top_logprobs``
+    (a list of ``{token, logprob}``) or completions' ``top_logprobs`` (a list of dicts); None if absent."""
+    if not isinstance(logprobs, dict):
+        return None
+    number = (int, float)
+    if isinstance(logprobs.get("content"), list):
+        positions = [[(t.get("token"), t.get("logprob")) for t in p.get("top_logprobs") or [] if isinstance(t, dict)]
+                     for p in logprobs["content"] if isinstance(p, dict)]
+    elif isinstance(logprobs.get("top_logprobs"), list):
+        positions = [list(p.items()) for p in logprobs["top_logprobs"] if isinstance(p, dict)]
+    else:
+        return None
+    out = [{t: float(v) for t, v in p if isinstance(t, str) and isinstance(v, number)} for p in positions]
+    return out if out and out[0] else None
 
 
 def _content_text(content, where: str, parts: bool = True) -> tuple[str | None, str | None]:

@@ -206,8 +206,12 @@ class TransformersBackend(EngineBackend):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
+        if params.logprobs:  # the first steps' scores, for their top log-probabilities
+            kwargs.update(output_scores=True, return_dict_in_generate=True)
         with torch.inference_mode():
             out = model.generate(**enc, **kwargs)
+        tops = _top_logprobs(tokenizer, out.scores, params.logprobs) if params.logprobs else None
+        out = out.sequences if params.logprobs else out
         new = out[:, enc["input_ids"].shape[1]:].tolist()
         eos = model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
@@ -218,8 +222,23 @@ class TransformersBackend(EngineBackend):
                                     prompt.response_prefix)
             answer = tokenizer.decode(ids[:n_out], skip_special_tokens=True)
             results.append(Completion(text=prompt.response_prefix + answer, prompt_tokens=len(prompt_ids),
-                                      completion_tokens=n_out, finish_reason=reason))
+                                      completion_tokens=n_out, finish_reason=reason,
+                                      top_logprobs=tops[len(results)] if tops else None))
         return results
+
+
+def _top_logprobs(tokenizer, scores, k: int) -> list[list[dict[str, float]]]:
+    """Per batch row, per generated step: the top ``k`` tokens (as the tokenizer spells them,
+    ``convert_ids_to_tokens``) of the step's log-softmaxed scores."""
+    import torch
+
+    rows = [[] for _ in range(scores[0].shape[0])] if scores else []
+    for step in scores:
+        values, ids = torch.log_softmax(step.float(), dim=-1).topk(min(k, step.shape[-1]), dim=-1)
+        for row, (v, i) in enumerate(zip(values.tolist(), ids.tolist())):
+            tokens = [t if t is not None else str(j) for t, j in zip(tokenizer.convert_ids_to_tokens(i), i)]
+            rows[row].append({t: lp for t, lp in reversed(list(zip(tokens, v)))})
+    return rows
 
 
 def _finish(ids: list[int], params: GenerationParams, eos: set[int], pad: int | None, decode,

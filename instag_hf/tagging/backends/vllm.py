@@ -176,6 +176,8 @@ class VLLMBackend(EngineBackend):
         from vllm.sampling_params import StructuredOutputsParams
 
         kwargs = dict(max_tokens=params.max_new_tokens, temperature=params.temperature, seed=self.seed)
+        if params.logprobs:
+            kwargs["logprobs"] = params.logprobs
         if params.stop:
             kwargs.update(stop=list(params.stop), include_stop_str_in_output=True)
         if structured:
@@ -224,5 +226,21 @@ class VLLMBackend(EngineBackend):
             results.append(Completion(text=prompt.response_prefix + best.text,
                                       prompt_tokens=len(out.prompt_token_ids or []),
                                       completion_tokens=len(best.token_ids),
-                                      finish_reason=getattr(best, "finish_reason", None)))
+                                      finish_reason=getattr(best, "finish_reason", None),
+                                      top_logprobs=_top_logprobs(best.logprobs) if params.logprobs else None))
         return results
+
+
+def _top_logprobs(positions) -> list[dict[str, float]] | None:
+    """vLLM's per-position ``{token_id: Logprob}`` as ``decoded_token -> logprob`` (the larger one where
+    two ids decode alike)."""
+    if not positions:
+        return None
+    out = []
+    for position in positions:
+        top: dict[str, float] = {}
+        for token_id, lp in (position or {}).items():
+            text = lp.decoded_token if lp.decoded_token is not None else str(token_id)
+            top[text] = max(top.get(text, float("-inf")), float(lp.logprob))
+        out.append(top)
+    return out
