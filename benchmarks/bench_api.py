@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from datasets import Dataset, disable_progress_bars  # noqa: E402
 
+import _paths  # noqa: E402,F401  (tests/support on the path)
 from instag_hf import Tagger  # noqa: E402
 from instag_hf.tagging.backends.openai import OpenAIBackend, TransportError, parse_retry_after  # noqa: E402
 
@@ -135,7 +136,7 @@ def make(client: str, url: str, concurrency: int):
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "instag_hf.testing.server", "--latency", str(latency),
+    proc = subprocess.Popen([sys.executable, "-m", "support.server", "--latency", str(latency),
                              "--lifetime", "1800"], stdout=subprocess.PIPE, text=True)
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1"):

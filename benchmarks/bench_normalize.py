@@ -1,7 +1,7 @@
 """Tag normalization at the paper's scale, each comparison against a baseline measured in the same run.
 
 1. End to end on a synthetic paper-scale corpus (306,044 samples, about 4.5 tags each,
-   more than 100K unique raw tags; see ``instag_hf.testing.synthetic``), read from a
+   more than 100K unique raw tags; see ``support.synthetic``), read from a
    ``save_to_disk`` folder: time and peak memory of every stage, with the paper preset
    and the real all-MiniLM-L6-v2 (or ``--embedder synthetic``).
 2. The semantic step (FAISS range search -> sparse graph -> DBSCAN) against scikit-learn
@@ -40,10 +40,11 @@ os.environ.setdefault("INSTAG_HF_VERBOSITY", "WARNING")
 import numpy as np  # noqa: E402
 from datasets import disable_progress_bars, load_from_disk  # noqa: E402
 
+import _paths  # noqa: E402,F401  (tests/support on the path)
 from instag_hf.normalize import SemanticAggregator, SentenceTransformerEmbedder, TagNormalizer  # noqa: E402
 from instag_hf.embeddings import embed  # noqa: E402
 from instag_hf.normalize.semantic import build_index, dbscan_labels, neighbor_graph  # noqa: E402
-from instag_hf.testing.synthetic import SyntheticEmbedder, bcubed, make_corpus  # noqa: E402
+from support.synthetic import SyntheticEmbedder, bcubed, make_corpus  # noqa: E402
 
 GIB = 1024 ** 3
 OUT: list[str] = []
@@ -320,7 +321,7 @@ def main(argv=None) -> int:
             variant_share=0.2, seed=args.seed))
         corpus.to_dataset().save_to_disk(str(tmp / "paper"))
         ds = load_from_disk(str(tmp / "paper"))
-        emit(f"\nCorpus (instag_hf.testing.synthetic, seed {args.seed}): {args.samples:,} samples (+{corpus.failed_rows:,} "
+        emit(f"\nCorpus (support.synthetic, seed {args.seed}): {args.samples:,} samples (+{corpus.failed_rows:,} "
              f"failed rows), {np.mean([len(s) for s in corpus.samples]):.2f} tags/sample, "
              f"{len(corpus.lexical):,} unique raw tags ({len(corpus.noise):,} rare noise tags, "
              f"{len(corpus.paraphrase_concepts)} paraphrased concepts, {len(corpus.pairs)} always-together pairs); "

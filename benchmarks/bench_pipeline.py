@@ -1,6 +1,6 @@
 """Everything after tagging, end to end, at 1M+ rows: time and peak memory (process tree) per step.
 
-Steps, on a synthetic tagged pool (``instag_hf.testing.synthetic.make_corpus``, read back
+Steps, on a synthetic tagged pool (``support.synthetic.make_corpus``, read back
 from a ``save_to_disk`` folder, as a real pool would be): normalize (paper preset, the
 real all-MiniLM-L6-v2, cold embedding cache), map (``instag_norm_tags``), analyze, Cf-D
 and MIG selection of ``--select`` rows each, and ``write_publication`` (parquet configs,
@@ -38,6 +38,8 @@ os.environ.setdefault("INSTAG_HF_VERBOSITY", "WARNING")
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+
+import _paths  # noqa: E402,F401  (tests/support on the path)
 
 GIB = 1024 ** 3
 PAPER = 306_044
@@ -104,7 +106,7 @@ def measured(meter: TreePeak, fn):
 # --- the corpus --------------------------------------------------------------------------
 def generate(rows: int, seed: int, path: Path) -> None:
     """A pool of ``rows`` tagged samples (+1% failed rows) saved to ``path``; concepts and noise scale with it."""
-    from instag_hf.testing.synthetic import make_corpus
+    from support.synthetic import make_corpus
 
     scale = rows / PAPER
     corpus = make_corpus(n_samples=rows, n_concepts=int(8000 * scale), noise_tags=int(100_000 * scale), n_pairs=60,
@@ -177,7 +179,7 @@ def run_size(path: Path, select: int, baseline_rows: int, embedder_name: str, wo
     if embedder_name == "minilm":
         embedder = SentenceTransformerEmbedder(device="cpu")
     else:
-        from instag_hf.testing.synthetic import SyntheticEmbedder
+        from support.synthetic import SyntheticEmbedder
         embedder = SyntheticEmbedder({}, dim=384)
     normalizer = TagNormalizer(preset="paper", embedder=embedder, embedding_cache_dir=work / "embeddings",
                                progress=False)

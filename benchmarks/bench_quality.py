@@ -1,6 +1,6 @@
 """The fast local tagger against the embedded LLM tagger: speed, and F1 against held-out teacher tags.
 
-Teacher: the synthetic template teacher of :mod:`instag_hf.testing.synthetic_queries`
+Teacher: the synthetic template teacher of :mod:`support.synthetic_queries`
 (queries built from tasks, slots and modifiers with known intentions; the teacher
 names 30% of task/modifier tags by a paraphrase and drops 5%), so "teacher tags" are
 known without an API. The local tagger (all-MiniLM-L6-v2 embeddings + ridge or kNN)
@@ -26,9 +26,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+import _paths  # noqa: E402,F401  (tests/support on the path)
 from instag_hf import Tagger  # noqa: E402
 from instag_hf.quality.local_backend import LocalBackend  # noqa: E402
-from instag_hf.quality import LocalTagModel, make_tagged_queries, tag_f1  # noqa: E402
+from instag_hf.quality import LocalTagModel, tag_f1  # noqa: E402
+from support.synthetic_queries import make_tagged_queries  # noqa: E402
 from instag_hf.quality.embedding import get_embedder  # noqa: E402
 
 PAPER = "paper: InsTagger (LLaMA-2 7B) vs ChatGPT teacher, 1K held out (not measured here)"

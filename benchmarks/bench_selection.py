@@ -9,7 +9,7 @@
    at a size the plain one finishes, then the two scale targets, 6,000 of 306,044 rows
    and 50,000 of 1,000,000 rows (6,398 tags), each in a fresh process so that its peak
    memory is its own. The label graph joins tags of one synthetic "concept" (groups of
-   three, :class:`~instag_hf.testing.synthetic.SyntheticEmbedder`, cosine about 0.99),
+   three, :class:`~support.synthetic.SyntheticEmbedder`, cosine about 0.99),
    built with ``LabelGraph.from_tags`` (FAISS range search, threshold 0.9).
 
     python benchmarks/bench_selection.py [--pool-rows 306044] [--metric-rows 1000000] [--n 6000]
@@ -32,6 +32,7 @@ import pyarrow as pa  # noqa: E402
 from datasets import Dataset, disable_progress_bars  # noqa: E402
 from datasets.table import InMemoryTable  # noqa: E402
 
+import _paths  # noqa: E402,F401  (tests/support on the path)
 from instag_hf import schema  # noqa: E402
 from instag_hf.analysis.metrics import dataset_metrics, summarize, summarize_dataset  # noqa: E402
 from instag_hf.analysis.metrics import cooccurrence  # noqa: E402
@@ -39,7 +40,7 @@ from instag_hf.selection.sampling import sample, select_indices  # noqa: E402
 from instag_hf.analysis.tagsets import TagSets  # noqa: E402
 from instag_hf.selection.label_graph import LabelGraph  # noqa: E402
 from instag_hf.selection.mig import MigParams, mig_greedy, mig_objective, mig_plain  # noqa: E402
-from instag_hf.testing.synthetic import SyntheticEmbedder  # noqa: E402
+from support.synthetic import SyntheticEmbedder  # noqa: E402
 
 
 def _timed(fn, repeat: int = 1):

@@ -191,8 +191,8 @@ def test_store_answers_caches_answers_and_counts_failures(tmp_path):
 
 
 def test_a_killed_runs_answers_collected_by_a_later_run_go_through_the_one_writer(cache_dir):
-    from instag_hf.testing.batch_api import BatchConfig
-    from instag_hf.testing.server import FakeChatServer
+    from support.batch_api import BatchConfig
+    from support.server import FakeChatServer
 
     texts = [f"Request {i}: explain topic number {i} in detail" for i in range(10)]
     fast = dict(poll_interval=0, timeout=5, max_retries=1, progress=False)

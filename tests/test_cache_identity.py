@@ -7,7 +7,7 @@ from datasets.fingerprint import Hasher
 
 import instag_hf
 from instag_hf import schema
-from instag_hf.testing.server import FakeChatServer, Faults
+from support.server import FakeChatServer, Faults
 
 QUERY = "Write a Flask endpoint that stores JSON"
 

@@ -14,7 +14,7 @@ from instag_hf.analysis.tagsets import TagSets
 from instag_hf.cli.main import main
 from instag_hf.reporting.compare_plots import comparison_markdown, write_comparison
 from instag_hf.selection.compare import coverage_curve, tag_entropy
-from instag_hf.testing.synthetic import make_corpus
+from support.synthetic import make_corpus
 
 # pool tags: a 2, b 2, c 2, d 1 (7 occurrences, 4 tags); row 4 has none
 TINY = {schema.NORM_TAGS: [["a", "b"], ["a"], ["c"], ["b", "c", "d"], []], "source": ["x", "y", "x", "y", "x"]}

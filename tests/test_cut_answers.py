@@ -167,7 +167,7 @@ def test_the_parent_of_a_sharded_map_never_starts_an_engine(tmp_path):
 def test_on_a_loopback_server_that_cuts_at_max_tokens(cache_dir):
     """The issue's bar: a row that fits a larger budget is ok with all its tags, a row cut at
     every budget is never ok, and the other rows are asked once and untouched."""
-    from instag_hf.testing.server import Faults, FakeChatServer
+    from support.server import Faults, FakeChatServer
 
     fits = "Compare apples oranges bananas cherries peaches melons"
     never = " ".join(w * 60 for w in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot"))

@@ -1,13 +1,15 @@
 """The loopback server itself: its process entry point, and its Batch API through the official SDK."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import openai
 import pytest
 
-from instag_hf.testing.batch_api import BatchConfig
-from instag_hf.testing.server import FakeChatServer
+from support.batch_api import BatchConfig
+from support.server import FakeChatServer
 
 
 def _line(i, model="fake-tagger"):
@@ -20,8 +22,10 @@ def _client(server):
 
 
 def test_runs_as_a_process_and_serves_chat_completions():
-    proc = subprocess.Popen([sys.executable, "-m", "instag_hf.testing.server", "--lifetime", "30", "--latency", "0.01"],
-                            stdout=subprocess.PIPE, text=True)
+    tests = str(Path(__file__).parent)  # support/ is a package of the tests, not of instag_hf
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen([sys.executable, "-m", "support.server", "--lifetime", "30", "--latency", "0.01"],
+                            stdout=subprocess.PIPE, text=True, env=env)
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
@@ -120,7 +124,7 @@ def test_serves_completions_with_the_query_of_a_vicuna_prompt_and_shows_every_bo
 
 
 def test_query_of_prompt_reads_both_vicuna_templates():
-    from instag_hf.testing.server import query_of_prompt
+    from support.server import query_of_prompt
 
     assert query_of_prompt("System. USER: Tag this.\nUser query: Sort a list ASSISTANT:") == "Sort a list"
     assert query_of_prompt("System. USER: Say USER: hi ASSISTANT: ok ASSISTANT:") == "hi ASSISTANT: ok"
@@ -130,7 +134,7 @@ def test_query_of_prompt_reads_both_vicuna_templates():
 def test_old_seeds_keep_their_fault_draws():
     import hashlib
 
-    from instag_hf.testing.server import OUTCOMES, Faults
+    from support.server import OUTCOMES, Faults
 
     old = ("error_500", "rate_limit_429", "hang", "drop", "malformed", "bad_content", "cut_off")
     assert OUTCOMES[: len(old)] == old
@@ -152,7 +156,7 @@ def test_old_seeds_keep_their_fault_draws():
 
 
 def test_answers_longer_than_max_tokens_are_cut_with_finish_reason_length():
-    from instag_hf.testing.server import Faults
+    from support.server import Faults
 
     query = "Summarize photosynthesis, chlorophyll, respiration, glucose, oxygen and carbon"
     with FakeChatServer(Faults(enforce_max_tokens=True, tags_per_answer=6)) as server:
@@ -166,7 +170,7 @@ def test_answers_longer_than_max_tokens_are_cut_with_finish_reason_length():
 
 
 def test_echo_key_repeats_the_callers_authorization_in_error_messages():
-    from instag_hf.testing.server import Faults
+    from support.server import Faults
 
     with FakeChatServer(Faults(echo_key=True), api_key="the-right-key-000") as server:
         client = openai.OpenAI(api_key="a-wrong-key-12345", base_url=server.url, max_retries=0)

@@ -21,7 +21,7 @@ from instag_hf.tagging.backends.hf import HFBackend
 from instag_hf.tagging.cache import RequestCache
 from instag_hf.tagging.prompts import BOUNDED_TAGS_JSON_SCHEMA, get_template
 from instag_hf.testing import keyword_tags
-from instag_hf.testing.server import FakeChatServer, Faults, query_id
+from support.server import FakeChatServer, Faults, query_id
 
 FAST = dict(timeout=0.5, backoff_base=0.02, backoff_max=0.1)
 

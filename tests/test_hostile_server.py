@@ -18,7 +18,7 @@ from instag_hf.tagging.backends.openai import CONTENT_FILTER_ERROR, TEXT_SCHEMA_
 from instag_hf.tagging.cache import RequestCache
 from instag_hf.tagging.prompts import BOUNDED_TAGS_JSON_SCHEMA, get_template
 from instag_hf.testing import keyword_tags
-from instag_hf.testing.server import REFUSAL_TEXT, FakeChatServer, Faults, query_id
+from support.server import REFUSAL_TEXT, FakeChatServer, Faults, query_id
 
 FAST = dict(timeout=2.0, backoff_base=0.01, backoff_max=0.02, max_retries=2)
 # six words of distinct lengths: a six-tag answer of about 300 characters (75 "tokens")

@@ -122,3 +122,14 @@ def test_the_layout_names_the_pipeline_steps():
     assert not [p.name for p in PACKAGE.glob("*.py")
                 if p.stem not in ("__init__", "__main__", "schema", "samples", "version", "store", "redact", "strict_json",
                                   "embeddings", "pipeline")]
+
+
+def test_test_tools_stay_out_of_the_package():
+    """The loopback servers, the fake Hub and the synthetic corpora live in tests/support; the package
+    keeps only what users call (the keyword backend's earlier import path)."""
+    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in (PACKAGE / "testing").glob("*.py"))
+    assert lines < 200
+    from instag_hf.tagging.backends import make_backend
+    from instag_hf.testing import KeywordBackend
+
+    assert isinstance(make_backend("keyword"), KeywordBackend)

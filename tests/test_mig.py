@@ -14,7 +14,7 @@ from instag_hf import LabelGraph, sample, schema, select_indices
 from instag_hf.analysis.tagsets import TagSets
 from instag_hf.selection import label_graph as label_graph_module
 from instag_hf.selection.mig import MigParams, mig_greedy, mig_objective, mig_plain
-from instag_hf.testing.synthetic import SyntheticEmbedder
+from support.synthetic import SyntheticEmbedder
 
 A, B = 1e-6, 0.8
 TIE = 1e-12

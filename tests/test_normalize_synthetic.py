@@ -6,7 +6,7 @@ import pytest
 from instag_hf import schema
 from instag_hf.normalize import SentenceTransformerEmbedder, TagNormalizer
 from instag_hf.normalize.rules import RuleAggregator
-from instag_hf.testing.synthetic import PARAPHRASES, SyntheticEmbedder, bcubed, concept_phrases, make_corpus
+from support.synthetic import PARAPHRASES, SyntheticEmbedder, bcubed, concept_phrases, make_corpus
 
 
 @pytest.fixture(scope="module")

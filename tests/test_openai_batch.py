@@ -22,8 +22,8 @@ from instag_hf.tagging.backends.openai_batch import (
 )
 from instag_hf.tagging.cache import RequestCache
 from instag_hf.testing import keyword_tags
-from instag_hf.testing.batch_api import BatchConfig
-from instag_hf.testing.server import FakeChatServer, Faults, query_id
+from support.batch_api import BatchConfig
+from support.server import FakeChatServer, Faults, query_id
 
 FAST = dict(poll_interval=0, timeout=5, max_retries=1)
 

@@ -22,7 +22,7 @@ from instag_hf.publish import (
     redact,
     upload_publication,
 )
-from instag_hf.testing.fake_hub import RecordingHub
+from support.fake_hub import RecordingHub
 
 TOKEN = "hf_FakeTokenForTests0123456789abcdef"
 KEYWORD = "instag_hf.testing:KeywordBackend"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from instag_hf.cli.main import main
-from instag_hf.quality import make_tagged_queries
+from support.synthetic_queries import make_tagged_queries
 
 KEYWORD = ["--backend", "instag_hf.testing:KeywordBackend"]
 

@@ -12,7 +12,8 @@ from instag_hf import Tagger
 from instag_hf.tagging.backends import backend_class
 from instag_hf.quality.local_backend import LocalBackend, query_of
 from instag_hf.tagging.prompts import TEMPLATES
-from instag_hf.quality import LocalTagModel, evaluate_tags, make_tagged_queries, tag_f1
+from instag_hf.quality import LocalTagModel, evaluate_tags, tag_f1
+from support.synthetic_queries import make_tagged_queries
 from instag_hf.quality.local_model import fit_ridge, select_tags
 
 

@@ -11,7 +11,7 @@ ray = pytest.importorskip("ray")
 import instag_hf  # noqa: E402
 from instag_hf import schema  # noqa: E402
 from instag_hf.tagging.ray_data import tag_dataset_with_ray  # noqa: E402
-from instag_hf.testing.server import FakeChatServer  # noqa: E402
+from support.server import FakeChatServer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import huggingface_hub
 import pytest
 
 import instag_hf
-from instag_hf.testing.fake_hub import RecordingHub
-from instag_hf.testing.server import FakeChatServer
+from support.fake_hub import RecordingHub
+from support.server import FakeChatServer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NEEDS_HARDWARE = ('backend="vllm"', "tag_on_gpus", "ray.data")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from instag_hf.cli.main import main
-from instag_hf.testing.server import Faults, FakeChatServer
+from support.server import Faults, FakeChatServer
 
 
 def _rows(path, n=20):

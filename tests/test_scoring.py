@@ -19,7 +19,7 @@ from instag_hf.scoring import COMPLEXITY, QUALITY, expected_score
 from instag_hf.tagging.backends.base import Backend, Completion
 from instag_hf.tagging.cache import RequestCache
 from instag_hf.tagging.queries import detect_format, extract_pairs
-from instag_hf.testing.server import Faults, FakeChatServer, fake_score_logprobs
+from support.server import Faults, FakeChatServer, fake_score_logprobs
 from test_mig import dense_mig, graph_matrix, names
 
 DIGITS = ("1", "2", "3", "4", "5", "6")
@@ -182,7 +182,7 @@ def test_loopback_server_scores_equal_the_expectation_by_hand(tmp_path):
 
 
 def test_batch_api_scores_a_whole_dataset_at_once(tmp_path):
-    from instag_hf.testing.batch_api import BatchConfig
+    from support.batch_api import BatchConfig
 
     rows = [{"instruction": f"Explain topic {i}", "output": f"Answer {i}"} for i in range(6)]
     with FakeChatServer(Faults(score_logprobs=True), batch=BatchConfig(advance_per_poll=200)) as server:

@@ -12,7 +12,6 @@ Heavy libraries (sentence-transformers, scipy) load only when used.
 
 from __future__ import annotations
 
-from ..testing.synthetic_queries import TaggedQueries, make_tagged_queries
 from .distill import DistillReport, distill_dataset, finetune_command, save_distill
 from .f1 import PRF, MatchScores, TagEvalReport, TagScore, evaluate_tags, tag_f1
 from .judge import LLMJudge, make_judge_backend
@@ -28,5 +27,5 @@ __all__ = [
     "LLMJudge", "JudgeResult", "JudgeCase", "JudgeSummary", "JudgeTemplate", "JUDGE_TEMPLATES",
     "get_judge_template", "parse_verdict", "wilson_interval", "make_judge_backend",
     "distill_dataset", "save_distill", "finetune_command", "DistillReport",
-    "LocalTagModel", "make_tagged_queries", "TaggedQueries", "score_tagger",
+    "LocalTagModel", "score_tagger",
 ]

@@ -26,6 +26,7 @@ BACKENDS: dict[str, str] = {
     "vllm": "instag_hf.tagging.backends.vllm:VLLMBackend",
     "local": "instag_hf.quality.local_backend:LocalBackend",
     "retrieval": "instag_hf.tagging.backends.retrieval:RetrievalBackend",
+    "keyword": "instag_hf.tagging.backends.keyword:KeywordBackend",
 }
 AUTO_ORDER: tuple[str, ...] = ("vllm", "openai", "retrieval", "transformers")
 

@@ -11,7 +11,7 @@ requests in the output file, the rest in the error file as ``batch_expired``); a
 cancelled batch keeps what had finished. A share of requests ends in the error
 file. The clock moves only through :meth:`BatchStore.advance` or, when
 ``advance_per_poll`` is set, by that much on every ``GET`` of a batch, so no test
-depends on wall time. :class:`~instag_hf.testing.server.FakeChatServer` serves it.
+depends on wall time. :class:`~support.server.FakeChatServer` serves it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ route (``POST /`` or ``/generate``, for huggingface_hub's ``text_generation``) a
 ``GET /v1/models``, and the Batch API's
 ``POST /v1/files`` (multipart, purpose ``batch``), ``GET /v1/files/{id}[/content]``,
 ``POST /v1/batches``, ``GET /v1/batches[/{id}]`` and ``POST /v1/batches/{id}/cancel``
-(see :mod:`instag_hf.testing.batch_api`). It answers with keyword tags (like
+(see :mod:`support.batch_api`). It answers with keyword tags (like
 :class:`KeywordBackend`) and injects faults at chosen rates: 500s, 429s with
 ``Retry-After``, hangs, dropped connections, bodies cut off mid-transfer, answers
 that are not JSON, answers that are not tag JSON, format rejections, latency; and
@@ -22,7 +22,7 @@ last request bodies (so a test can assert the exact prompt).
 
 It binds to 127.0.0.1 only and stops by itself after ``lifetime`` seconds.
 Run it in a thread (``with FakeChatServer(...) as server``) or as a process:
-``python -m instag_hf.testing.server --latency 0.1 --lifetime 300``.
+``python -m support.server --latency 0.1 --lifetime 300``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, fields
 
 from aiohttp import web
 
-from . import keyword_tags
+from instag_hf.tagging.backends.keyword import keyword_tags
 from .batch_api import BatchConfig, BatchStore
 
 HOST = "127.0.0.1"

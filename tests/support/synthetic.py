@@ -24,7 +24,7 @@ from typing import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .. import schema
+from instag_hf import schema
 
 #: modifiers: lowercase words that are their own lemma and never merge with one another
 TOPICS = """
@@ -136,7 +136,7 @@ class SyntheticCorpus:
 
     def embedder(self, dim: int = 32, noise: float = 0.12, seed: int = 0) -> "SyntheticEmbedder":
         """A :class:`SyntheticEmbedder` that knows every raw tag's concept and its forms after the default rules."""
-        from ..normalize.rules import RuleAggregator
+        from instag_hf.normalize.rules import RuleAggregator
 
         rules = RuleAggregator()
         ids: dict[str, int] = {}

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import schema
+from instag_hf import schema
 
 # slot name -> (text, tag or None)
 SLOTS: dict[str, tuple[tuple[str, str | None], ...]] = {
