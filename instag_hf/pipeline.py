@@ -4,6 +4,13 @@
 folder holds the tagged pool (``save_to_disk`` + JSONL), the tag mapping and its
 stage report, the analysis report with plots, the selected subset and its report,
 and (in ``hub/``) the card, plots and parquet configs exactly as ``instag push`` would upload them.
+
+The demo does not score rows: Deita's two prompts on the embedded SmolLM2 take 1 to 3 s a
+row on CPU, minutes for the sample, and a 135M model is no Deita scorer. To run MIG with
+scores, pass ``scorer=instag_hf.Scorer(backend=..., model=...)`` to :func:`run_pipeline`
+(or score the data first, ``ds.map(instag_hf.score, batched=True)``): the pool gets
+``instag_score``, ``mig`` weighs rows by it, the comparison adds ``mig-unscored`` (every
+score 1) beside it, and the card gains its *Scores* section.
 """
 
 from __future__ import annotations
@@ -41,8 +48,12 @@ def as_messages(dataset, source: str):
 
 
 def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, select: int = 50,
-                 strategy: str = "cfd", seed: int = 0, normalizer=None) -> dict[str, Path]:
-    """Run every step and write its results under ``output``; returns what was written where."""
+                 strategy: str = "cfd", seed: int = 0, normalizer=None, scorer=None) -> dict[str, Path]:
+    """Run every step and write its results under ``output``; returns what was written where.
+
+    ``scorer``: an :class:`~instag_hf.Scorer` that scores the pool (None: no scores, unless
+    the datasets have them); with scores the comparison shows MIG with and without them.
+    """
     from datasets import concatenate_datasets
 
     from .analysis.metrics import analyze
@@ -50,7 +61,8 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
     from .publish import write_publication
     from .reporting.report import render_markdown, write_report
     from .reporting.compare_plots import write_comparison
-    from .selection.compare import compare_strategies
+    from .selection.compare import MIG_UNSCORED, compare_strategies
+    from .selection.params import COMPARED
     from .selection.sampling import sample
 
     out = Path(output)
@@ -59,6 +71,8 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
     parts = [as_messages(tagger.map(ds, desc=f"Tagging {name}", load_from_cache_file=False), name)
              for name, ds in datasets.items()]
     pool = concatenate_datasets(parts)
+    if scorer is not None:
+        pool = scorer.map(pool, desc="Scoring", load_from_cache_file=False)
 
     normalizer = normalizer or TagNormalizer(**DEMO_NORMALIZER)
     mapping = normalizer.fit(pool)
@@ -82,14 +96,18 @@ def run_pipeline(datasets: Mapping[str, object], output: str | Path, tagger, *, 
     subset.save_to_disk(str(written["selected"]))
     subset.to_json(str(written["selected_jsonl"]), lines=True, force_ascii=False)
     written["selection"].write_text(render_markdown(selection))
-    comparison = compare_strategies(pool, min(select, len(pool)), seed=seed)
+    scored = schema.SCORE in pool.column_names
+    strategies = (*COMPARED, MIG_UNSCORED) if scored else COMPARED
+    comparison = compare_strategies(pool, min(select, len(pool)), strategies, seed=seed)
     written["comparison"] = out / "comparison"
     write_comparison(comparison, written["comparison"])
 
     write_publication(written["card"], pool, tagger=tagger, mapping=mapping, overwrite=True,
                       subsets={f"selected_{strategy}_{len(subset)}": (subset, selection)}, comparison=comparison,
-                      pretty_name="instag_hf demo: the bundled sample, tagged")
+                      scorer=scorer, pretty_name="instag_hf demo: the bundled sample, tagged")
     summary = {"tagger": tagger.describe(), "stats": tagger.stats.as_dict(), "backend_stats": tagger.configured_backend.stats(),
                "rows": len(pool), "selected": len(subset), "analysis": analysis.as_dict()}
+    if scorer is not None:
+        summary["scorer"] = {"settings": scorer.describe(), "stats": scorer.stats.as_dict()}
     write_json(written["summary"], summary, default=str)
     return written

@@ -164,3 +164,43 @@ def test_cli_compare_writes_the_comparison(tmp_path, capsys):
     assert main(["sample", str(data), "-n", "2", "--strategy", "mig", "--label-graph", str(missing),
                  "--output", str(sel)]) == 2
     assert "not in the label graph" in capsys.readouterr().err
+
+
+def test_mig_with_and_without_scores():
+    """``mig`` reads ``instag_score``; ``mig-unscored`` weighs every row 1: each equals its own selection."""
+    scores = [0.1, 9.0, 0.1, 0.1, 5.0]
+    ds = tiny().add_column(schema.SCORE, scores)
+    c = compare_strategies(ds, 2, ("mig", "mig-unscored"), label_graph=IDENTITY, points=2)
+    assert c.strategies == ["mig", "mig-unscored"]
+    scored = select_indices(ds, 2, "mig", label_graph=IDENTITY).tolist()
+    unscored = select_indices(tiny(), 2, "mig", label_graph=IDENTITY).tolist()
+    assert c.result("mig").indices == scored and c.result("mig-unscored").indices == unscored
+    assert scored != unscored  # the scores change the picks on this pool
+    assert c.params["mig"]["score_column"] == schema.SCORE and c.params["mig"]["scores"] is True
+    assert c.params["mig_unscored"]["scores"] is False and "score_column" not in c.params["mig_unscored"]
+    alone = compare_strategies(ds, 2, "mig-unscored,cfd", label_graph=IDENTITY, points=2)
+    assert alone.result("mig-unscored").indices == unscored and alone.strategies == ["mig-unscored", "cfd"]
+    assert "mig-unscored" in comparison_markdown(c)
+    with pytest.raises(ValueError, match="twice"):
+        compare_strategies(ds, 2, ("mig-unscored", "mig-unscored"))
+    with pytest.raises(ValueError, match="strategies must be"):
+        compare_strategies(ds, 2, ("mig-scored",))
+
+
+def test_pipeline_with_a_scorer_compares_mig_with_and_without_scores(tmp_path):
+    """``run_pipeline(..., scorer=)``: the pool is scored, the comparison and the card show it."""
+    import instag_hf
+    from instag_hf.pipeline import run_pipeline
+    from test_scoring import LogprobBackend
+
+    samples = {"alpaca": instag_hf.load_sample("alpaca").select(range(16)),
+               "chat": instag_hf.load_sample("chat").select(range(8))}
+    tagger = instag_hf.Tagger(backend="instag_hf.testing:KeywordBackend", cache_dir=str(tmp_path / "c"))
+    scorer = instag_hf.Scorer(backend=LogprobBackend(), use_cache=False)
+    written = run_pipeline(samples, tmp_path / "out", tagger, select=6, scorer=scorer)
+    compared = json.loads((written["comparison"] / "comparison.json").read_text())
+    assert [r["strategy"] for r in compared["results"]][-2:] == ["mig", "mig-unscored"]
+    card = (written["card"] / "README.md").read_text()
+    assert "## Scores" in card and "deita-quality@1" in card and "plots/score_distribution.png" in card
+    summary = json.loads(written["summary"].read_text())
+    assert summary["scorer"]["stats"] and "quality" in summary["scorer"]["settings"]

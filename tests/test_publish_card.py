@@ -168,3 +168,81 @@ def test_the_top_level_cards_folder_holds_the_packaged_template():
     linked = ROOT / "cards" / "dataset_card.md.j2"
     assert linked.is_file()
     assert linked.read_text() == template_path().read_text()
+
+
+# ----------------------------------------------------------------------------- scores (issue 25)
+
+SCORER = {"complexity": {"backend": {"backend": "openai", "model": "deita-complexity-scorer"},
+                         "scorer": "deita-expectation@1", "template": "deita-complexity@1",
+                         "params": {"max_new_tokens": 1, "logprobs": 20}},
+          "quality": {"backend": {"backend": "openai", "model": "deita-quality-scorer"},
+                      "scorer": "deita-expectation@1", "template": "deita-quality@1",
+                      "params": {"max_new_tokens": 1, "logprobs": 20}},
+          "score_tokens": ["1", "2", "3", "4", "5", "6"], "stand_in": False}
+
+
+def _scored(n=8):
+    from datasets import Dataset
+
+    scores = [float(i + 1) for i in range(n - 1)] + [None]
+    return Dataset.from_dict({"instruction": ["q"] * n, "instag_score": scores,
+                              "instag_score_status": ["ok"] * (n - 1) + ["no_logprobs"]})
+
+
+def test_scores_section_states_scorer_prompts_and_distribution():
+    from instag_hf.publish.card_data import ScoreInfo
+
+    info = ScoreInfo.from_dataset(_scored(), SCORER)
+    assert (info.rows, info.scored, info.statuses) == (8, 7, {"ok": 7, "no_logprobs": 1})
+    assert info.mean == pytest.approx(4.0) and info.quantiles["median"] == pytest.approx(4.0)
+    plot = PlotInfo("scores", "plots/score_distribution.png", "Scores", "scores")
+    text = _card(columns=["instruction", "instag_tags", "instag_score", "instag_score_status"], scores=info,
+                 plots=[plot]).render()
+    body = text.split("## Scores", 1)[1].split("\n## ", 1)[0]
+    for needle in ("7 of 8 rows", "deita-complexity@1", "deita-quality@1", "deita-quality-scorer",
+                   "| `no_logprobs` | 1 |", "| `instag_score` | 4.000 |", "](plots/score_distribution.png)"):
+        assert needle in body, needle
+    assert "stand-in" not in body
+    assert "| `instag_score` | quality times complexity" in text  # the column is documented
+    stand_in = ScoreInfo.from_dataset(_scored(), {**SCORER, "stand_in": True})
+    assert "stand-in model" in _card(scores=stand_in).render()
+
+
+def test_no_score_columns_means_nothing_about_scores():
+    from datasets import Dataset
+
+    from instag_hf.publish.card_data import ScoreInfo
+
+    assert ScoreInfo.from_dataset(Dataset.from_dict({"instruction": ["q"]}), SCORER) is None
+    text = _card().render()
+    assert "## Scores" not in text and "instag_score" not in text and "deita" not in text.lower()
+
+
+def test_selection_recipe_names_the_score_column():
+    report = dict(strategy="mig", requested=2, selected=2, pool_rows=5, pool_diversity=4, pool_complexity=1.5,
+                  subset_diversity=3, subset_complexity=2.0, coverage=0.75,
+                  params={"seed": 0, "mig": {"norm": False, "scores": True, "score_column": "instag_score"}})
+    s = SelectionInfo.from_report("selected_mig", report)
+    assert s.score_column == "instag_score"
+    assert s.call == "instag_hf.sample(ds, 2, 'mig', seed=0, score_column='instag_score', norm=False)"
+    assert ("mig.score_column", "instag_score") in s.recipe
+    text = _card(selections=[s]).render()
+    assert "mig.score_column=`instag_score`" in text and "score_column='instag_score'" in text
+    unscored = SelectionInfo.from_report("s", {**report, "params": {"seed": 0, "mig": {"scores": False}}})
+    assert unscored.score_column is None and "score_column" not in unscored.call
+
+
+def test_publication_with_scores_writes_the_histogram(tmp_path):
+    from instag_hf.publish import write_publication
+
+    names = (["a"], ["a", "b"], ["c"], ["b"], [], ["a"], ["c"], ["d"])
+    tags = [[{"tag": t, "explanation": ""} for t in ts] for ts in names]
+    data = _scored().add_column("instag_tags", tags)
+    pub = write_publication(tmp_path / "p", data, scorer=SCORER, vocabulary=False)
+    assert (tmp_path / "p" / "plots" / "score_distribution.png").stat().st_size > 1000
+    text = (tmp_path / "p" / "README.md").read_text()
+    assert "## Scores" in text and "plots/score_distribution.png" in text and pub.card.scores.scored == 7
+    plain = write_publication(tmp_path / "q", data.remove_columns(["instag_score", "instag_score_status"]),
+                              vocabulary=False)
+    assert "## Scores" not in (tmp_path / "q" / "README.md").read_text()
+    assert not (tmp_path / "q" / "plots" / "score_distribution.png").exists() and plain.card.scores is None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from .. import schema
 from .card import InstagDatasetCard
-from .card_data import PLOT_SECTIONS, ConfigInfo, PlotInfo, metrics_rows
+from .card_data import PLOT_SECTIONS, ConfigInfo, PlotInfo, ScoreInfo, metrics_rows
 from .plan import (  # noqa: F401 - card_metadata, quality_measures and parse_size are this module's public API too
     MAPPING_CONFIG,
     VOCABULARY_CONFIG,
@@ -268,6 +268,10 @@ def write_plots(folder: Path, plan: PublicationPlan, measured: Measurements) -> 
         written["strategy_coverage"] = plot_coverage_curves(plan.comparison, plots_dir / "strategy_coverage.png")
         written["strategy_complexity_diversity"] = plot_strategy_complexity_diversity(
             plan.comparison, plots_dir / "strategy_complexity_diversity.png")
+    if schema.SCORE in plan.pool.column_names:
+        from ..reporting.plots import plot_score_histogram
+
+        written["scores"] = plot_score_histogram(plan.pool[schema.SCORE], plots_dir / "score_distribution.png")
     plots = []
     for key, path in written.items():
         base = key.split(":")[-1]
@@ -304,6 +308,7 @@ def build_card(plan: PublicationPlan, measured: Measurements, configs: list[Conf
         normalization=plan.normalization,
         selections=list(plan.selections.values()),
         quality=plan.quality,
+        scores=ScoreInfo.from_dataset(pool, plan.scorer),
         plots=plots,
         comparison=table,
         comparison_n=comparison.n if comparison is not None else 0,
@@ -323,6 +328,7 @@ def write_publication(
     normalization: NormalizationReport | Mapping[str, Any] | None = None,
     quality: Reportable | Mapping[str, Any] | None = None,
     comparison: StrategyComparison | None = None,
+    scorer: Describable | Mapping[str, Any] | None = None,
     options: PublicationOptions | None = None,
     **keywords: Any,
 ) -> Publication:
@@ -342,6 +348,9 @@ def write_publication(
         return_report=True)`` returns); ``mapping``: a TagMapping (the ``tag_mapping``
         config, its report the normalization section); ``comparison``: what
         :func:`~instag_hf.compare_strategies` returns (a section with its table and plots).
+    scorer:
+        A Scorer or its ``describe()`` dict: the *Scores* section says how rows were scored
+        (the section and its histogram appear only when the data has ``instag_score``).
     options, keywords:
         A :class:`~instag_hf.publish.plan.PublicationOptions`, and/or its fields as keywords
         over it: ``vocabulary``, ``data``, ``plots``, ``repo_id``, ``card_data``,
@@ -353,7 +362,7 @@ def write_publication(
         ``configs`` are always computed; ``tags`` are added to the package's own.
     """
     options, metadata = PublicationOptions.split(options, keywords)
-    inputs = PublicationInputs(tagger, subsets, mapping, normalization, quality, comparison)
+    inputs = PublicationInputs(tagger, subsets, mapping, normalization, quality, comparison, scorer)
     plan = plan_publication(dataset, inputs, options, metadata)
 
     folder = Path(output_dir)

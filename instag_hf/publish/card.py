@@ -25,6 +25,7 @@ from .card_data import (
     MetricsRow,
     NormalizationInfo,
     PlotInfo,
+    ScoreInfo,
     SelectionInfo,
     check_repo_id,
     package_version,
@@ -50,7 +51,9 @@ class InstagDatasetCard:
     Only ``pretty_name`` is required. ``normalization``, ``selections`` and
     ``quality`` (any mapping of measures, e.g. a quality report's ``as_dict()``) are
     optional sections; ``configs`` empty means a card without data files (a
-    report card). ``tagger`` is :meth:`Tagger.describe` (it holds no secret).
+    report card). ``tagger`` is :meth:`Tagger.describe` (it holds no secret). ``scores``
+    (:class:`~instag_hf.publish.card_data.ScoreInfo`) is the *Scores* section, left out when
+    the data has no score columns.
     """
 
     pretty_name: str
@@ -72,6 +75,8 @@ class InstagDatasetCard:
     normalization: NormalizationInfo | None = None
     selections: list[SelectionInfo] = field(default_factory=list)
     quality: dict[str, Any] | None = None
+    #: the scores section (None: the data has no score columns, the card says nothing of scores)
+    scores: ScoreInfo | None = None
     plots: list[PlotInfo] = field(default_factory=list)
     version: str = field(default_factory=package_version)
     extra_metadata: dict[str, Any] = field(default_factory=dict)
@@ -181,7 +186,7 @@ class InstagDatasetCard:
 
     @property
     def other_plots(self) -> list[PlotInfo]:
-        known = {"diversity", "tags", "normalization", "quality", "selection"}
+        known = {"diversity", "tags", "normalization", "quality", "selection", "scores"}
         return [p for p in self.plots if p.section not in known]
 
     @property

@@ -41,6 +41,7 @@ PLOT_SECTIONS = {
     "normalization": ("normalization", "Tags left after each normalization step"),
     "strategy_coverage": ("selection", "Coverage of the pool's tags against subset size, per strategy"),
     "strategy_complexity_diversity": ("selection", "Complexity against diversity of each strategy's subset"),
+    "scores": ("scores", "Distribution of `instag_score` over the scored rows"),
 }
 
 STRATEGY_TITLES = {
@@ -58,6 +59,11 @@ COLUMN_DOCS = {
     schema.TURN_TAGS: "tags of each user turn, in order",
     schema.TURN_STATUS: "status of each user turn",
     schema.NORM_TAGS: "canonical tags after normalization (see *Tag normalization*)",
+    schema.QUALITY: "Deita quality score of the answers, 1 to 6, averaged over turns (null when not scored)",
+    schema.COMPLEXITY: "Deita complexity score of the queries, 1 to 6, averaged over turns (null when not scored)",
+    schema.SCORE: "quality times complexity per turn, averaged over turns: MIG's row weight (see *Scores*)",
+    schema.SCORE_STATUS: "`ok`, `truncated`, `no_answer`, `empty_query`, `no_logprobs` or `backend_error`",
+    schema.SCORE_ERROR: "why a row has no score (empty otherwise)",
 }
 
 INSTAG_BIBTEX = """@inproceedings{lu2024instag,
@@ -238,6 +244,12 @@ class SelectionInfo:
         return [(k, v) for k, v in _flatten(self.params) if v != "-"]
 
     @property
+    def score_column(self) -> str | None:
+        """The column MIG weighed rows by (None: every row weighed 1, or not MIG)."""
+        mig = self.params.get("mig")
+        return mig.get("score_column") if isinstance(mig, Mapping) else None
+
+    @property
     def strategy_title(self) -> str:
         return STRATEGY_TITLES.get(self.strategy, self.strategy)
 
@@ -246,6 +258,11 @@ class SelectionInfo:
         """The Python call that selects the same rows from the default config."""
         known = ("seed", "ties", "untagged", "quota_column", "quotas", "max_per_tag")
         args = [f"{k}={v!r}" for k, v in self.params.items() if k in known and v is not None]
+        if self.score_column:
+            args.append(f"score_column={self.score_column!r}")
+        mig = self.params.get("mig")
+        if isinstance(mig, Mapping) and mig.get("norm") is False:
+            args.append("norm=False")
         return f"instag_hf.sample(ds, {self.requested}, {self.strategy!r}" + "".join(f", {a}" for a in args) + ")"
 
 
@@ -257,6 +274,44 @@ class PlotInfo:
     path: str
     title: str
     section: str
+
+
+@dataclass
+class ScoreInfo:
+    """The scores section: how rows were scored (``scorer``: ``Scorer.describe()``) and their distribution."""
+
+    rows: int
+    scored: int
+    statuses: dict[str, int]
+    mean: float | None
+    quantiles: dict[str, float]
+    scorer: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dataset(cls, data: Any, scorer: Mapping[str, Any] | None = None) -> ScoreInfo | None:
+        """From a dataset's score columns; None when it has no ``instag_score`` column."""
+        import numpy as np
+
+        if schema.SCORE not in data.column_names:
+            return None
+        values = np.array([v for v in data[schema.SCORE] if v is not None], dtype=float)
+        statuses: dict[str, int] = {}
+        if schema.SCORE_STATUS in data.column_names:
+            for status in data[schema.SCORE_STATUS]:
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+        points = {"min": 0.0, "p25": 0.25, "median": 0.5, "p75": 0.75, "max": 1.0}
+        quantiles = {k: float(np.quantile(values, q)) for k, q in points.items()} if values.size else {}
+        return cls(len(data), int(values.size), statuses, float(values.mean()) if values.size else None,
+                   quantiles, dict(scorer) if scorer else None)
+
+    @property
+    def settings(self) -> list[tuple[str, str]]:
+        """The scorer's settings, flattened (``complexity.template``, ``quality.backend.model``, ...)."""
+        return _flatten(self.scorer) if self.scorer else []
+
+    @property
+    def stand_in(self) -> bool:
+        return bool((self.scorer or {}).get("stand_in"))
 
 
 def metrics_rows(metrics: Sequence[Any]) -> list[MetricsRow]:

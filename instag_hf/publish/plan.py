@@ -138,6 +138,8 @@ class PublicationInputs:
     ``normalization``: a NormalizationReport (or its dict) without a mapping config.
     ``quality``: tag-quality results (``as_dict()`` or a mapping). ``comparison``: what
     :func:`~instag_hf.compare_strategies` returns (a section with its table and plots).
+    ``scorer``: a Scorer or its ``describe()`` dict (the scores section, shown only when the
+    data has an ``instag_score`` column).
     """
 
     tagger: Describable | Mapping[str, Any] | None = None
@@ -146,6 +148,7 @@ class PublicationInputs:
     normalization: NormalizationReport | Mapping[str, Any] | None = None
     quality: Reportable | Mapping[str, Any] | None = None
     comparison: StrategyComparison | None = None
+    scorer: Describable | Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -171,6 +174,7 @@ class PublicationPlan:
     comparison: StrategyComparison | None = None
     card_fields: dict[str, Any] = field(default_factory=dict)
     extra_metadata: dict[str, Any] = field(default_factory=dict)
+    scorer: dict | None = None
 
     @property
     def config_names(self) -> list[str]:
@@ -322,5 +326,7 @@ def plan_publication(dataset: Dataset | DatasetDict, inputs: PublicationInputs, 
         raise ValueError(f"comparison must be what compare_strategies returns, not {type(inputs.comparison).__name__}")
     selections = {name: SelectionInfo.from_report(name, report)
                   for name, (_, report) in chosen.items() if report is not None}
+    scorer = inputs.scorer
+    scorer_info = scorer.describe() if isinstance(scorer, Describable) else (dict(scorer) if scorer else None)
     return PublicationPlan(options, splits, pool, column, chosen, mapping, tagger_info, norm_info, selections,
-                           quality, inputs.comparison, own, meta)
+                           quality, inputs.comparison, own, meta, scorer_info)

@@ -150,6 +150,21 @@ def plot_cooccurrence(tags: Sequence[str], matrix: np.ndarray, path: str | Path)
 
 
 #: file name of every figure :func:`analysis_plots` can write
+def plot_score_histogram(scores: Sequence[float | None], path: str | Path, bins: int = 30) -> Path:
+    """Histogram of ``instag_score`` over the scored rows (nulls left out, their count in the title)."""
+    values = np.array([s for s in scores if s is not None], dtype=float)
+    fig = _figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    if values.size:
+        ax.hist(values, bins=bins, color="#4c72b0", edgecolor="white")
+    ax.set_xlabel("instag_score (quality x complexity, averaged over turns)")
+    ax.set_ylabel("rows")
+    missing = len(scores) - int(values.size)
+    ax.set_title("Distribution of scores" + (f" ({missing} rows without a score)" if missing else ""))
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 PLOT_FILES = {
     "diversity_complexity": "diversity_complexity.png",
     "recall": "tag_recall.png",

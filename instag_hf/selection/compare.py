@@ -10,6 +10,7 @@ curves) reads prefixes of the one run. Plots and tables are in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..analysis.tagsets import TagSets, group_codes
 from .checks import check_count
+from .mig import default_graph
 from .options import SelectionOptions
 from .params import COMPARED
 from .pool import SelectionPool
@@ -26,6 +28,8 @@ from .registry import check_strategies
 from .report import build_report
 
 SOURCE_COLUMN = "source"
+#: MIG with every row weighed 1 (no score column), beside ``mig`` (which reads ``instag_score`` when present)
+MIG_UNSCORED = "mig-unscored"
 
 
 @dataclass
@@ -140,21 +144,40 @@ def compare_strategies(ds, n: int, strategies: Sequence[str] | str = COMPARED, *
     ``points``: subset sizes on the coverage curves, evenly spaced from 0 to ``n``. With
     quotas or ``max_per_tag`` a curve reads prefixes of the ``n``-row selection, which
     need not be the selection of that size.
+
+    ``"mig-unscored"`` (:data:`MIG_UNSCORED`) is MIG with every score 1, whatever the data
+    holds, so ``("mig", "mig-unscored")`` shows MIG with and without ``instag_score``
+    (``mig`` reads that column when it has no null, or ``score_column=``).
     """
-    strategies = check_strategies(strategies)
+    if isinstance(strategies, str):
+        strategies = [s.strip() for s in strategies.split(",") if s.strip()]
+    strategies = list(strategies)
+    unscored = MIG_UNSCORED in strategies
+    if len(set(strategies)) != len(strategies):
+        raise ValueError(f"strategies are listed twice: {strategies!r}")
+    named = check_strategies(list(dict.fromkeys("mig" if s == MIG_UNSCORED else s for s in strategies)))
     points = check_count("points", points, 1)
-    options = SelectionOptions.build(strategies, options, keywords, caller="compare_strategies")
-    pool = SelectionPool.read(ds, n, options, strategies)
+    options = SelectionOptions.build(named, options, keywords, caller="compare_strategies")
+    pool = SelectionPool.read(ds, n, options, named)
     ts, n = pool.ts, pool.n
+    runs = {s: (pool, s) for s in strategies}
+    if unscored:
+        if pool.mig.label_graph is None:  # built once, for both runs
+            pool.mig.label_graph = default_graph(ts)
+            pool.mig.extra["label_graph_built"] = "from the data's tags, default embedder"
+        mig = dataclasses.replace(pool.mig, scores=None,
+                                  extra={k: v for k, v in pool.mig.extra.items() if k != "score_column"})
+        runs[MIG_UNSCORED] = (dataclasses.replace(pool, mig=mig), "mig")
     sources = _source_codes(ds, source_column)
 
     sizes = _sizes(n, points)
     results = []
     for strategy in strategies:
+        run_pool, name = runs[strategy]
         start = time.perf_counter()
-        picks = pool.select(strategy)
+        picks = run_pool.select(name)
         seconds = time.perf_counter() - start
-        report = build_report(ts, picks, strategy, n, None, 0, None)
+        report = build_report(ts, picks, name, n, None, 0, None)
         results.append(StrategyResult(
             strategy=strategy, selected=report.selected, coverage=report.coverage, diversity=report.subset_diversity,
             complexity=report.subset_complexity, entropy=tag_entropy(ts.take(picks).tag_counts()),
@@ -163,6 +186,8 @@ def compare_strategies(ds, n: int, strategies: Sequence[str] | str = COMPARED, *
 
     usable = int(ts.usable.sum())
     params = pool.describe()
+    if unscored:
+        params["mig_unscored"] = runs[MIG_UNSCORED][0].mig.describe()
     params["source_column"] = source_column if sources and isinstance(source_column, str) else None
     return StrategyComparison(
         n=n, pool_rows=len(ts), pool_tagged_rows=usable, pool_diversity=int(np.count_nonzero(ts.tag_counts())),
