@@ -16,18 +16,17 @@ same backends (:func:`~instag_hf.tagging.backends.make_backend`) and the same fi
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any, Mapping, Sequence
 
 from .. import schema
 from ..tagging.answers import answer_requests
 from ..tagging.backends import AUTO_ORDER, Backend, GenerationParams, backend_class, make_backend
-from ..tagging.cache import RequestCache, namespace_hash, request_key
-from ..tagging.queries import QueryFormat, detect_format, extract_pairs, extract_pairs_batch
-from ..tagging.tagger import _has_words, _is_single_row
+from ..tagging.cache import namespace_hash, request_key
+from ..tagging.queries import QueryFormat, extract_pairs, extract_pairs_batch
+from ..tagging.transform import RequestStats, RequestTransform, _has_words
 from .expectation import DEFAULT_TOP_LOGPROBS, SCORE_TOKENS, first_position_score
 from .prompts import COMPLEXITY, QUALITY
 
@@ -52,25 +51,17 @@ class TurnScore:
 
 
 @dataclass
-class ScoreStats:
+class ScoreStats(RequestStats):
     """Counters collected as a Scorer runs (in this process)."""
 
-    rows: int = 0
-    turns: int = 0
-    requests: int = 0
-    cache_hits: int = 0
     statuses: Counter = field(default_factory=Counter)
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), "statuses": dict(self.statuses)}
-
     def summary(self) -> str:
-        st = ", ".join(f"{k}={v}" for k, v in sorted(self.statuses.items()))
         return (f"{self.rows} rows, {self.turns} turns, {self.requests} model requests, "
-                f"{self.cache_hits} request-cache hits; row statuses: {st or 'none'}")
+                f"{self.cache_hits} request-cache hits; row statuses: {self._status_text()}")
 
 
-class Scorer:
+class Scorer(RequestTransform):
     """Scores SFT rows with Deita's complexity and quality scorers (MIG's row weights).
 
     Takes the Tagger's backend options (``backend``, ``model``, ``revision``, ``batch_size``,
@@ -83,6 +74,13 @@ class Scorer:
     ``top_logprobs`` is how many log-probabilities per position are asked for.
     """
 
+    FEATURES = schema.SCORE_FEATURES
+    STATS = ScoreStats
+    DESC = "Scoring"
+    HINT = "to score (query, answer) pairs use Scorer.score_pairs"
+    _OWN_OPTIONS = frozenset({"backend", "model", "complexity_model", "quality_model", "batch_size", "top_logprobs",
+                              "cache_dir", "use_cache", "query_column", "format", "revision", "progress"})
+
     def __init__(
         self,
         backend: str | Backend = "auto",
@@ -91,51 +89,28 @@ class Scorer:
         quality_model: str | None = None,
         batch_size: int = 16,
         top_logprobs: int = DEFAULT_TOP_LOGPROBS,
-        cache_dir: str | None = None,
-        use_cache: bool = True,
-        query_column: str | None = None,
-        format: str | None = None,
-        revision: str | None = None,
-        progress: bool = True,
+        cache_dir: str | None = None, use_cache: bool = True,
+        query_column: str | None = None, format: str | None = None,
+        revision: str | None = None, progress: bool = True,
         **backend_options: Any,
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._check_batch_size(batch_size)
         if top_logprobs < 1:
             raise ValueError(f"top_logprobs must be >= 1 (the score needs log-probabilities), got {top_logprobs}")
-        self._config = dict(backend=backend, model=model, complexity_model=complexity_model,
-                            quality_model=quality_model, batch_size=batch_size, top_logprobs=top_logprobs,
-                            cache_dir=cache_dir, use_cache=use_cache, query_column=query_column, format=format,
-                            revision=revision, progress=progress, **backend_options)
-        self._init_runtime()
+        super().__init__(dict(backend=backend, model=model, complexity_model=complexity_model,
+                              quality_model=quality_model, batch_size=batch_size, top_logprobs=top_logprobs,
+                              cache_dir=cache_dir, use_cache=use_cache, query_column=query_column, format=format,
+                              revision=revision, progress=progress, **backend_options))
 
     def _init_runtime(self) -> None:
         self._backends: dict[str | None, Backend] = {}  # per model: the backends this process scores with
         self._configured: dict[str | None, Backend] = {}  # built for their identity only
-        self._nonce = os.urandom(8).hex()
-        self._formats: dict[tuple, QueryFormat] = {}
-        self._settled: dict[str, dict] = {}
-        cfg = self._config
-        self.cache = RequestCache(cfg["cache_dir"]) if cfg["use_cache"] else None
-        self.stats = ScoreStats()
+        super()._init_runtime()
 
-    # Pickled as the Tagger is (see ``Tagger.__getstate__``): configuration, resolved identity
-    # and the request cache's failure epoch, so ``datasets``' cache is never stale.
-    def __getstate__(self):
-        try:
-            identity = {role: self.namespace(role) for role in ROLES}
-        except (RuntimeError, ValueError, ImportError) as exc:
-            identity = {"unresolved": f"{type(exc).__name__}: {exc}"}
-        failures = self._nonce if self.cache is None else self.cache.failure_epoch()
-        return {"config": self._config, "identity": identity, "failures": failures}
-
-    def __setstate__(self, state):
-        self._config = state["config"]
-        self._init_runtime()
-
-    def __repr__(self) -> str:
-        shown = {k: v for k, v in self._config.items() if v is not None}
-        return f"Scorer({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+    # Pickled as the Tagger is (see ``RequestTransform.__getstate__``): configuration, resolved
+    # identity and the request cache's failure epoch, so ``datasets``' cache is never stale.
+    def _identity(self) -> dict:
+        return {role: self.namespace(role) for role in ROLES}
 
     # --- resolved lazily -------------------------------------------------------------
     def _model(self, role: str) -> str | None:
@@ -149,13 +124,9 @@ class Scorer:
             return self._backends[model]
         if model not in self._configured:
             cfg = self._config
-            known = {"backend", "model", "complexity_model", "quality_model", "batch_size", "top_logprobs",
-                     "cache_dir", "use_cache", "query_column", "format", "revision", "progress"}
-            options = {k: v for k, v in cfg.items() if k not in known}
             # the answer is one free token: no JSON schema or structured output (where the backend takes one)
-            defaults = {"progress": cfg["progress"], "response_format": "none", "structured": False}
-            if self.cache is not None:
-                defaults["cache_dir"] = str(self.cache.directory)
+            defaults = self._backend_defaults(response_format="none", structured=False)
+            options = self._backend_options()
             name, config = self._auto() if cfg["backend"] == "auto" else (cfg["backend"], {})
             given = {k: v for k, v in {"model": model, "revision": cfg["revision"], **options}.items()
                      if v is not None}
@@ -205,10 +176,6 @@ class Scorer:
     def params(self) -> GenerationParams:
         """One new token, greedy, with ``top_logprobs`` log-probabilities at each position."""
         return GenerationParams(max_new_tokens=1, temperature=0.0, logprobs=self._config["top_logprobs"])
-
-    @property
-    def features(self):
-        return schema.SCORE_FEATURES
 
     def namespace(self, role: str = "complexity") -> dict:
         """Everything besides the prompt that decides an answer to ``role``'s prompt (the cache key's namespace)."""
@@ -288,46 +255,19 @@ class Scorer:
         self.stats.statuses.update(r[schema.SCORE_STATUS] for r in rows)
         return rows
 
-    def _format(self, columns: Sequence[str]) -> QueryFormat:
-        key = tuple(columns)
-        if key not in self._formats:
-            self._formats[key] = detect_format(columns, self._config["format"], self._config["query_column"])
-        return self._formats[key]
-
-    def __call__(self, batch: Mapping[str, Any], rank: int | None = None) -> dict:
-        """The ``map`` transform, for one row or (better) a batch of rows."""
-        if not isinstance(batch, Mapping):
-            raise TypeError(f"a Scorer is called with a dataset row or batch (a mapping of columns), got "
-                            f"{type(batch).__name__}; to score (query, answer) pairs use Scorer.score_pairs")
-        if rank is not None and not self._backends:
+    def _bind_device(self, rank: int) -> None:
+        if not self._backends:
             for backend in {id(b): b for b in map(self.backend_for, ROLES)}.values():
                 backend.bind_device(rank)
-        fmt = self._format(list(batch))
-        if _is_single_row(batch, fmt):
-            return self.score_rows([extract_pairs(batch, fmt)])[0]
-        rows = self.score_rows(extract_pairs_batch(batch, fmt))
-        return {name: [r[name] for r in rows] for name in schema.SCORE_FEATURES}
 
-    def map(self, dataset, **map_kwargs):
-        """``dataset.map(self, batched=True)`` with the output features declared and a progress label."""
-        from datasets import Dataset, IterableDataset
+    def _transform(self, batch, fmt: QueryFormat, single: bool) -> list[dict]:
+        return self.score_rows([extract_pairs(batch, fmt)] if single else extract_pairs_batch(batch, fmt))
 
-        map_kwargs.setdefault("batched", True)
-        if isinstance(dataset, Dataset):
-            map_kwargs.setdefault("desc", "Scoring")
-        if isinstance(dataset, (Dataset, IterableDataset)) and dataset.features is not None:
-            kept = {k: v for k, v in dataset.features.items() if k not in schema.SCORE_FEATURES}
-            map_kwargs.setdefault("features", schema.Features({**kept, **schema.SCORE_FEATURES}))
-        if isinstance(dataset, Dataset) and self.configured_backend.whole_dataset:
-            fmt = self._format(dataset.column_names)
-            pairs = [p for batch in dataset.iter(batch_size=1000) for row in extract_pairs_batch(batch, fmt)
-                     for p in row]
-            try:  # the Batch API: submit every request at once, then map from the answers
-                self._settled = self._answers(self._plan(pairs)[1])
-                return dataset.map(self, **map_kwargs)
-            finally:
-                self._settled = {}
-        return dataset.map(self, **map_kwargs)
+    def _settle(self, dataset) -> dict[str, dict]:
+        fmt = self._format(dataset.column_names)
+        pairs = [p for batch in dataset.iter(batch_size=1000) for row in extract_pairs_batch(batch, fmt)
+                 for p in row]
+        return self._answers(self._plan(pairs)[1])
 
 
 def _value(key: str, answers: Mapping[str, dict]) -> tuple[float | None, str, str]:

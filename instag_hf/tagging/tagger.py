@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import unicodedata
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from .. import schema
 from .answers import answer_requests
 from .backends import Backend, GenerationParams, make_backend
 from .backends.base import FINISH_LENGTH
-from .cache import RequestCache, namespace_hash, request_key
+from .cache import namespace_hash, request_key
 from .parsing import parse_tags
 from .prompts import Template, get_template
-from .queries import QueryFormat, detect_format, extract_batch
+from .queries import QueryFormat, extract_batch
+from .transform import RequestStats, RequestTransform, _has_words
 
 logger = logging.getLogger(__name__)
 _ANNOUNCED: set[str] = set()
@@ -45,13 +44,9 @@ class TurnResult:
 
 
 @dataclass
-class TagStats:
+class TagStats(RequestStats):
     """Counters collected as a Tagger runs (in this process)."""
 
-    rows: int = 0
-    turns: int = 0
-    requests: int = 0
-    cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     #: answers cut at the token budget and asked again with a larger one
@@ -62,11 +57,7 @@ class TagStats:
     worker_rows: int = 0
     statuses: Counter = field(default_factory=Counter)
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), "statuses": dict(self.statuses)}
-
     def summary(self) -> str:
-        st = ", ".join(f"{k}={v}" for k, v in sorted(self.statuses.items()))
         notes = []
         if self.dataset_cache_rows:
             notes.append(f"{self.dataset_cache_rows} served by datasets' cache of an identical earlier map")
@@ -75,10 +66,10 @@ class TagStats:
         rows = f"{self.rows} rows" + (f" ({'; '.join(notes)})" if notes else "")
         reasked = f", {self.reasked} cut answers asked again with a larger budget" if self.reasked else ""
         return (f"{rows}, {self.turns} turns, {self.requests} model requests, "
-                f"{self.cache_hits} request-cache hits{reasked}; row statuses: {st or 'none'}")
+                f"{self.cache_hits} request-cache hits{reasked}; row statuses: {self._status_text()}")
 
 
-class Tagger:
+class Tagger(RequestTransform):
     """Tags the user queries of SFT samples with open-set intention tags.
 
     Parameters
@@ -110,6 +101,14 @@ class Tagger:
         Any other keyword goes to the backend's constructor.
     """
 
+    FEATURES = schema.TAG_FEATURES
+    STATS = TagStats
+    DESC = "Tagging"
+    HINT = "to tag a list of query strings use Tagger.tag_queries"
+    _OWN_OPTIONS = frozenset({"backend", "model", "template", "batch_size", "max_query_tokens", "max_new_tokens",
+                              "temperature", "cache_dir", "use_cache", "query_column", "format", "revision",
+                              "progress"})
+
     def __init__(
         self,
         backend: str | Backend = "auto",
@@ -127,59 +126,29 @@ class Tagger:
         progress: bool = True,
         **backend_options: Any,
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._check_batch_size(batch_size)
         if max_query_tokens < 1:
             raise ValueError(f"max_query_tokens must be >= 1, got {max_query_tokens}")
         if max_new_tokens is not None and max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        self._config = dict(
+        super().__init__(dict(
             backend=backend, model=model, template=template, batch_size=batch_size,
             max_query_tokens=max_query_tokens, max_new_tokens=max_new_tokens, temperature=temperature,
             cache_dir=cache_dir, use_cache=use_cache, query_column=query_column, format=format,
             revision=revision, progress=progress, **backend_options,
-        )
-        self._init_runtime()
+        ))
 
     def _init_runtime(self) -> None:
         self._backend: Backend | None = None  # the backend this process tags with
         self._configured_backend: Backend | None = None  # built for its identity only; never generates
-        self._nonce = os.urandom(8).hex()
         self._template: Template | None = None
-        self._formats: dict[tuple, QueryFormat] = {}
         self._budget: int | None = None
-        self._settled: dict[str, dict] = {}  # answers fetched for a whole dataset before its map
-        cfg = self._config
-        self.cache = RequestCache(cfg["cache_dir"]) if cfg["use_cache"] else None
-        self.stats = TagStats()
+        super()._init_runtime()
 
-    # Pickled as configuration plus the resolved identity (no model is loaded for it): the
-    # ``datasets`` fingerprint changes with the backend really used (``backend="auto"`` reads
-    # the environment), and num_proc workers stay cheap to start. The request cache's failure
-    # epoch is part of it too: after a run in which requests failed, the same command is not
-    # served ``datasets``' cached map output but re-maps, answering what succeeded from the
-    # request cache and asking again exactly what failed.
-    def __getstate__(self):
-        try:
-            identity = self.namespace()
-        except (RuntimeError, ValueError, ImportError) as exc:  # no backend can run here: map will say why
-            identity = {"unresolved": f"{type(exc).__name__}: {exc}"}
-        return {"config": self._config, "identity": identity, "failures": self._failure_epoch()}
-
-    def _failure_epoch(self) -> int | str:
-        """How many requests have failed in this tagger's request cache (it only grows); without
-        a request cache, this object's own token, so no other tagger's map output is reused."""
-        return self._nonce if self.cache is None else self.cache.failure_epoch()
-
-    def __setstate__(self, state):
-        self._config = state["config"]
-        self._init_runtime()
-
-    def __repr__(self) -> str:
-        shown = {k: v for k, v in self._config.items() if v is not None}
-        return f"Tagger({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+    def _identity(self) -> dict:
+        return self.namespace()
 
     # --- resolved lazily -------------------------------------------------------------
     @property
@@ -192,14 +161,8 @@ class Tagger:
             return self._backend
         if self._configured_backend is None:
             cfg = self._config
-            known = {"backend", "model", "template", "batch_size", "max_query_tokens", "max_new_tokens",
-                     "temperature", "cache_dir", "use_cache", "query_column", "format", "revision", "progress"}
-            options = {k: v for k, v in cfg.items() if k not in known}
-            defaults = {"progress": cfg["progress"]}  # for a backend that waits (the Batch API) ...
-            if self.cache is not None:  # ... and keeps its journal beside the cache
-                defaults["cache_dir"] = str(self.cache.directory)
             self._configured_backend = make_backend(cfg["backend"], model=cfg["model"], revision=cfg["revision"],
-                                                    defaults=defaults, **options)
+                                                    defaults=self._backend_defaults(), **self._backend_options())
         return self._configured_backend
 
     @property
@@ -232,11 +195,6 @@ class Tagger:
             temperature=self._config["temperature"],
             stop=self.template.stop,
         )
-
-    @property
-    def features(self):
-        """The output columns, for ``ds.map(..., features=ds.features | tagger.features)``."""
-        return schema.TAG_FEATURES
 
     def namespace(self) -> dict:
         """Everything besides the query that decides an answer (the cache key's namespace):
@@ -413,13 +371,6 @@ class Tagger:
             self.cache.put_many({self._learned_key(): {"text": json.dumps(self.backend.learned())}})
         return found
 
-    def _format(self, columns: Sequence[str]) -> QueryFormat:
-        key = tuple(columns)
-        if key not in self._formats:
-            cfg = self._config
-            self._formats[key] = detect_format(columns, cfg["format"], cfg["query_column"])
-        return self._formats[key]
-
     def tag_rows(self, turns_per_row: Sequence[Sequence[str]]) -> list[dict]:
         """Tag samples given as lists of user turns; one output record per sample."""
         flat = [t for turns in turns_per_row for t in turns]
@@ -445,37 +396,23 @@ class Tagger:
         """
         if isinstance(batch, str):
             return self.tag_rows([[batch]])[0]
-        if not isinstance(batch, Mapping):
-            raise TypeError(f"a Tagger is called with a dataset row or batch (a mapping of columns), got "
-                            f"{type(batch).__name__}; to tag a list of query strings use Tagger.tag_queries")
-        if rank is not None and self._backend is None:
+        return super().__call__(batch, rank)
+
+    def _bind_device(self, rank: int) -> None:
+        if self._backend is None:
             self.backend.bind_device(rank)
-        fmt = self._format(list(batch))
-        if _is_single_row(batch, fmt):
-            return self.tag_rows([fmt.extract(batch)])[0]
-        rows = self.tag_rows(extract_batch(batch, fmt))
-        return {name: [r[name] for r in rows] for name in schema.TAG_FEATURES}
+
+    def _transform(self, batch, fmt: QueryFormat, single: bool) -> list[dict]:
+        return self.tag_rows([fmt.extract(batch)] if single else extract_batch(batch, fmt))
 
     def map(self, dataset, **map_kwargs):
         """``dataset.map(self, batched=True)`` with the output features declared and, for a
         ``Dataset``, a progress label; an ``IterableDataset`` is tagged lazily as it is read."""
-        from datasets import Dataset, IterableDataset
+        return super().map(dataset, **map_kwargs)
 
-        map_kwargs.setdefault("batched", True)
-        if isinstance(dataset, Dataset):
-            map_kwargs.setdefault("desc", "Tagging")
-        if isinstance(dataset, (Dataset, IterableDataset)) and dataset.features is not None:
-            kept = {k: v for k, v in dataset.features.items() if k not in schema.TAG_FEATURES}
-            map_kwargs.setdefault("features", schema.Features({**kept, **schema.TAG_FEATURES}))
-        rows_before = self.stats.rows
-        if isinstance(dataset, Dataset) and self.configured_backend.whole_dataset:
-            try:  # the Batch API: submit every query at once, then map from the answers
-                self._settled = self._answers(self._dataset_requests(dataset))
-                out = dataset.map(self, **map_kwargs)
-            finally:
-                self._settled = {}
-        else:
-            out = dataset.map(self, **map_kwargs)
+    def _count_served(self, out, rows_before: int, map_kwargs: Mapping[str, Any]) -> None:
+        from datasets import Dataset
+
         if isinstance(out, Dataset) and self.stats.rows == rows_before and len(out):
             # no row went through this process: datasets' own cache or worker processes served them
             self.stats.rows += len(out)
@@ -484,7 +421,9 @@ class Tagger:
                 self.stats.worker_rows += len(out)
             else:
                 self.stats.dataset_cache_rows += len(out)
-        return out
+
+    def _settle(self, dataset) -> dict[str, dict]:
+        return self._answers(self._dataset_requests(dataset))
 
     def _dataset_requests(self, dataset) -> dict[str, str]:
         """``key -> text`` of every request tagging ``dataset`` makes."""
@@ -492,11 +431,6 @@ class Tagger:
         queries = [turn for batch in dataset.iter(batch_size=1000) for turns in extract_batch(batch, fmt)
                    for turn in turns]
         return {key: text for key, (text, _, _) in self._plan(queries)[1].items()}
-
-
-def _has_words(text: str) -> bool:
-    """Whether ``text`` holds a letter or a digit (a turn of emoji or zero-width characters holds none)."""
-    return any(unicodedata.category(c)[0] in "LN" for c in text)
 
 
 def _turn_result(answer: Mapping, query_cut: bool) -> TurnResult:
@@ -539,20 +473,3 @@ def _combine(per_turn: list[TurnResult]) -> dict:
         schema.TURN_TAGS: [r.tags for r in per_turn],
         schema.TURN_STATUS: [r.status for r in per_turn],
     }
-
-
-def _is_single_row(batch: Mapping[str, Any], fmt: QueryFormat) -> bool:
-    """``map`` without ``batched=True`` passes one row; tell it from a batch by its type
-    (``datasets`` passes a ``LazyRow`` or a ``LazyBatch``), else by its main column."""
-    known = schema.passed_one_row(batch)
-    if known is not None:
-        return known
-    value = batch.get(fmt.column or "instruction")
-    if fmt.kind in ("sharegpt", "messages"):
-        if isinstance(value, Mapping):  # one row of a struct-of-lists column
-            return True
-        if not value:  # an empty conversation, or an empty batch: a batch has every column a list
-            return not all(isinstance(v, (list, tuple)) and len(v) == len(value or ()) for v in batch.values())
-        role = "from" if fmt.kind == "sharegpt" else "role"
-        return isinstance(value[0], Mapping) and isinstance(value[0].get(role), str)
-    return not isinstance(value, (list, tuple))
