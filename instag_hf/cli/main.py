@@ -258,18 +258,8 @@ def require_tags_column(ds, source: str, tags_column: str | None) -> str:
                          f"with `instag tag {source}`, or name its tags column with --tags-column") from None
 
 
-def _add_tagger_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("tagger")
-    g.add_argument("--backend", default="auto",
-                   help="auto, openai, openai-batch (the Batch API), hf (Hugging Face Inference Providers), "
-                        "retrieval (the tagged bank's nearest queries, no language model), transformers, vllm, "
-                        "or package.module:Class (default: auto)")
-    g.add_argument("--model", help="model for the backend (transformers: hub id, folder or 'embedded')")
-    g.add_argument("--template", help="prompt template: teacher, paper, vicuna_v1.1, vicuna_v1.1_raw, chatml, fewshot, fewshot_retrieval "
-                        "(default: the backend's)")
-    g.add_argument("--batch-size", type=positive_int, default=16, help="prompts per backend call (default: 16)")
-    g.add_argument("--max-query-tokens", type=positive_int, default=1536)
-    g.add_argument("--max-new-tokens", type=positive_int, help="answer budget (default: the template's)")
+def add_request_options(g) -> None:
+    """The request cache, API and vLLM engine flags every command that asks a model shares."""
     g.add_argument("--cache-dir", help="request cache folder (default: $INSTAG_HF_HOME/requests)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
     g.add_argument("--base-url", help="openai backend: server URL (default: $INSTAG_API_BASE_URL or OpenAI)")
@@ -287,6 +277,37 @@ def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine-arg", dest="engine_kwargs", action="append", type=_engine_arg, metavar="KEY=VALUE",
                    help="vllm backend: any other vLLM engine argument, repeatable; VALUE is read as JSON when it "
                         "parses (enforce_eager=true, load_format=dummy)")
+
+
+def engine_options(args) -> dict:
+    """The vLLM engine flags that were given, refused unless the backend is vllm."""
+    engine = {k: getattr(args, k) for k in VLLM_OPTIONS if getattr(args, k, None) is not None}
+    if engine and args.backend != "vllm":
+        flags = ", ".join("--" + ("engine-arg" if k == "engine_kwargs" else k.replace("_", "-")) for k in engine)
+        raise SystemExit(f"instag: {flags} set the vLLM engine; add --backend vllm")
+    if "engine_kwargs" in engine:
+        engine["engine_kwargs"] = dict(engine["engine_kwargs"])
+    return engine
+
+
+def request_options(args) -> dict:
+    """The API flags that were given, and the engine flags (see :func:`engine_options`)."""
+    return {**{k: getattr(args, k) for k in API_OPTIONS if getattr(args, k) is not None}, **engine_options(args)}
+
+
+def _add_tagger_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tagger")
+    g.add_argument("--backend", default="auto",
+                   help="auto, openai, openai-batch (the Batch API), hf (Hugging Face Inference Providers), "
+                        "retrieval (the tagged bank's nearest queries, no language model), transformers, vllm, "
+                        "or package.module:Class (default: auto)")
+    g.add_argument("--model", help="model for the backend (transformers: hub id, folder or 'embedded')")
+    g.add_argument("--template", help="prompt template: teacher, paper, vicuna_v1.1, vicuna_v1.1_raw, chatml, fewshot, fewshot_retrieval "
+                        "(default: the backend's)")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="prompts per backend call (default: 16)")
+    g.add_argument("--max-query-tokens", type=positive_int, default=1536)
+    g.add_argument("--max-new-tokens", type=positive_int, help="answer budget (default: the template's)")
+    add_request_options(g)
     g.add_argument("--query-column", help="tag this plain text column")
     g.add_argument("--format", help="force the layout: sharegpt, messages, alpaca, dolly, text")
 
@@ -305,18 +326,11 @@ def _engine_arg(text: str) -> tuple[str, object]:
 def _tagger(args):
     from ..tagging.tagger import Tagger
 
-    engine = {k: getattr(args, k) for k in VLLM_OPTIONS if getattr(args, k, None) is not None}
-    if engine and args.backend != "vllm":
-        flags = ", ".join("--" + ("engine-arg" if k == "engine_kwargs" else k.replace("_", "-")) for k in engine)
-        raise SystemExit(f"instag: {flags} set the vLLM engine; add --backend vllm")
-    if "engine_kwargs" in engine:
-        engine["engine_kwargs"] = dict(engine["engine_kwargs"])
     return Tagger(
         backend=args.backend, model=args.model, template=args.template, batch_size=args.batch_size,
         max_query_tokens=args.max_query_tokens, max_new_tokens=args.max_new_tokens,
         cache_dir=args.cache_dir, use_cache=not args.no_cache, query_column=args.query_column,
-        format=args.format,
-        **{k: getattr(args, k) for k in API_OPTIONS if getattr(args, k) is not None}, **engine,
+        format=args.format, **request_options(args),
         **{k: getattr(args, k) for k in TAG_API_OPTIONS if getattr(args, k, None) not in (None, False)},
     )
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .main import (API_OPTIONS, SAMPLE_PREFIX, VLLM_OPTIONS, _engine_arg, load_input, non_negative_int, positive_float,
-                   positive_int)
+from .main import SAMPLE_PREFIX, add_request_options, load_input, positive_int, request_options
 
 
 def add_commands(subparsers) -> None:
@@ -30,19 +29,7 @@ def add_commands(subparsers) -> None:
     g.add_argument("--batch-size", type=positive_int, default=16, help="prompts per backend call (default: 16)")
     g.add_argument("--top-logprobs", type=positive_int, default=20,
                    help="log-probabilities asked per position (default: 20)")
-    g.add_argument("--cache-dir", help="request cache folder (default: $INSTAG_HF_HOME/requests)")
-    g.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
-    g.add_argument("--base-url", help="openai backend: server URL")
-    g.add_argument("--api-key-env", help="openai backend: NAME of the environment variable holding the key")
-    g.add_argument("--concurrency", type=positive_int, help="openai backend: requests in flight (default: 16)")
-    g.add_argument("--timeout", type=positive_float, help="openai backend: seconds per attempt")
-    g.add_argument("--max-retries", type=non_negative_int, help="openai backend: retries after the first attempt")
-    g.add_argument("--tensor-parallel-size", type=positive_int, help="vllm backend: GPUs per engine")
-    g.add_argument("--gpu-memory-utilization", type=positive_float, help="vllm backend: share of GPU memory")
-    g.add_argument("--max-model-len", type=positive_int, help="vllm backend: context length")
-    g.add_argument("--dtype", help="vllm backend: weights dtype")
-    g.add_argument("--engine-arg", dest="engine_kwargs", action="append", type=_engine_arg, metavar="KEY=VALUE",
-                   help="vllm backend: any other engine argument, repeatable")
+    add_request_options(g)
     g.add_argument("--query-column", help="score this plain text column (complexity only: no answer)")
     g.add_argument("--format", help="force the layout: sharegpt, messages, alpaca, dolly, text")
     p.set_defaults(func=cmd_score)
@@ -51,16 +38,10 @@ def add_commands(subparsers) -> None:
 def _scorer(args):
     from ..scoring import Scorer
 
-    engine = {k: getattr(args, k) for k in VLLM_OPTIONS if getattr(args, k, None) is not None}
-    if engine and args.backend != "vllm":
-        raise SystemExit("instag: the vLLM engine options need --backend vllm")
-    if "engine_kwargs" in engine:
-        engine["engine_kwargs"] = dict(engine["engine_kwargs"])
     return Scorer(backend=args.backend, model=args.model, complexity_model=args.complexity_model,
                   quality_model=args.quality_model, batch_size=args.batch_size,
                   top_logprobs=args.top_logprobs, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                  query_column=args.query_column, format=args.format,
-                  **{k: getattr(args, k) for k in API_OPTIONS if getattr(args, k) is not None}, **engine)
+                  query_column=args.query_column, format=args.format, **request_options(args))
 
 
 def cmd_score(args) -> int:
