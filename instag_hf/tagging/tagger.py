@@ -208,8 +208,11 @@ class Tagger(RequestTransform):
         """The request-cache key of ``query`` as the next request would send it."""
         return request_key(self._request_namespace(self.backend.request_options()), query)
 
-    def _request_namespace(self, options: dict):
-        return namespace_hash({**self.namespace(), "request": options} if options else self.namespace())
+    def _request_namespace(self, options: dict, params: GenerationParams | None = None):
+        """The hash state of a request's key before its query: the namespace (with ``params``
+        instead of the tagger's own where given) and the request options really sent."""
+        namespace = self.namespace() if params is None else {**self.namespace(), "params": params.as_dict()}
+        return namespace_hash({**namespace, "request": options} if options else namespace)
 
     def _learned_key(self) -> str:
         return "learned:" + request_key({"backend": self.configured_backend.identity()}, "")
@@ -337,17 +340,13 @@ class Tagger(RequestTransform):
         asked, so each request is cached under the key of what was really asked; the records
         come back under the given keys."""
         if params is not None and params != self.params:
-            keyed = {self._key(text, params): key for key, text in requests.items()}
+            state = self._request_namespace(self.backend.request_options(), params)
+            keyed = {request_key(state, text): key for key, text in requests.items()}
             found = self._ask({new: requests[old] for new, old in keyed.items()}, params)
             return {old: found[new] for new, old in keyed.items()}
         settled = {k: self._settled[k] for k in requests if k in self._settled}
         rest = {k: v for k, v in requests.items() if k not in settled}
         return {**settled, **(self._ask(rest, self.params) if rest else {})}
-
-    def _key(self, text: str, params: GenerationParams) -> str:
-        options = self.backend.request_options()
-        namespace = {**self.namespace(), "params": params.as_dict()}
-        return request_key(namespace_hash({**namespace, "request": options} if options else namespace), text)
 
     def _ask(self, requests: Mapping[str, str], params: GenerationParams) -> dict[str, dict]:
         template = self.template
@@ -358,8 +357,7 @@ class Tagger(RequestTransform):
             self.stats.prompt_tokens += c.prompt_tokens or 0
 
         def rekey(key: str, options: dict) -> str:
-            namespace = {**self.namespace(), "params": params.as_dict(), "request": options}
-            return request_key(namespace_hash(namespace), requests[key])
+            return request_key(self._request_namespace(options, params), requests[key])
 
         learned = self.backend.learned()
         found, cached = answer_requests(
