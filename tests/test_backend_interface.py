@@ -52,7 +52,7 @@ def test_no_backend_hook_is_probed_with_getattr():
 
 def test_every_hook_is_declared_on_the_base_class_with_a_docstring():
     for name in ("bind_device", "stream_keyed", "gpus_per_engine", "stream", "request_options", "learned", "learn",
-                 "auto_config", "close", "stats", "truncate", "context_length", "prompt_tokens", "describe"):
+                 "auto_config", "close", "stats", "truncate", "context_length", "prompt_tokens", "describe", "label"):
         assert getattr(Backend, name).__doc__, name
     assert Backend.whole_dataset is False and OpenAIBatchBackend.whole_dataset is True
 
@@ -119,7 +119,8 @@ def test_each_backend_pickles_as_its_options_with_an_equal_identity(kind, tmp_pa
     assert backend.__getstate__() == {"options": options}
     copy = pickle.loads(pickle.dumps(backend))
     assert type(copy) is type(backend) and copy.options == options
-    assert copy.identity() == backend.identity() and copy.describe() == backend.describe()
+    assert copy.identity() == backend.identity() and copy.label() == backend.label()
+    assert copy.describe() == backend.describe()
     for field in dataclasses.fields(options):  # options read as attributes
         assert getattr(copy, field.name) == getattr(options, field.name)
 

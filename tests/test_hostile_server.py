@@ -150,7 +150,7 @@ def test_a_server_that_echoes_the_key_never_gets_it_into_rows_logs_or_descriptio
             results = ok.tag_queries(queries(12))
         errors = [x.error for x in results if x.error]
         assert errors and all("http_500" in e and "***" in e and secret not in e for e in errors)
-        shown = [caplog.text, t.summary(), ok.summary(), json.dumps(t.describe()), t.backend.describe(), repr(t)]
+        shown = [caplog.text, t.summary(), ok.summary(), json.dumps(t.describe()), t.backend.label(), repr(t)]
         assert not any(secret in text for text in shown)
         assert not any(secret in str(v) for v in vars(t.backend).values())  # the key is never kept
     raw = b"".join(p.read_bytes() for p in RequestCache(cache_dir).directory.rglob("*") if p.is_file())
@@ -169,9 +169,9 @@ def test_a_key_written_into_the_base_url_is_sent_as_basic_auth_and_never_shown(c
                                    model="other", api_key_env="INSTAG_NO_SUCH_KEY", **FAST)
             (r,) = bad.tag_queries(["Sort a list in Go"])
         assert r.status == schema.BACKEND_ERROR and "credentials alice:***" in r.error and password not in r.error
-        for text in (caplog.text, t.backend.describe(), json.dumps(t.describe()), t.summary(), bad.summary()):
+        for text in (caplog.text, t.backend.label(), json.dumps(t.describe()), t.summary(), bad.summary()):
             assert password not in text
-        assert url not in t.backend.describe() and server.url in t.backend.describe()
+        assert url not in t.backend.label() and server.url in t.backend.label()
 
 
 # --- text templates go to /v1/completions -------------------------------------------------------

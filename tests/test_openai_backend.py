@@ -278,7 +278,7 @@ def test_every_answer_says_why_generation_stopped():
 
 def test_describe_and_the_warning_show_no_url_credentials(caplog):
     backend = OpenAIBackend(model="m", base_url="http://bob:s3cret-in-the-url@127.0.0.1:9/v1")
-    assert "s3cret" not in backend.describe() and "127.0.0.1:9/v1" in backend.describe()
+    assert "s3cret" not in backend.label() and "127.0.0.1:9/v1" in backend.label()
     with caplog.at_level(logging.WARNING, logger="instag_hf"):
         backend._reject_format("json_schema", "http_400: no json_schema for bob:s3cret-in-the-url@host")
     assert "s3cret" not in caplog.text and "json_schema" in caplog.text

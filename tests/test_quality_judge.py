@@ -5,9 +5,10 @@ import json
 import pytest
 
 from instag_hf.tagging.backends.base import Backend, Completion
-from instag_hf.quality import (JUDGE_TEMPLATES, LLMJudge, get_judge_template, make_judge_backend,
-                               make_tagged_queries, parse_verdict, wilson_interval)
+from instag_hf.quality import (JUDGE_TEMPLATES, LLMJudge, get_judge_template, make_judge_backend, parse_verdict,
+                               wilson_interval)
 from support.server import FakeChatServer, Faults
+from support.synthetic_queries import make_tagged_queries
 
 
 @pytest.mark.parametrize("answer, verdict", [

@@ -122,7 +122,7 @@ class LLMJudge:
         if self._backend is None:
             backend, options = self._backend_spec
             self._backend = make_judge_backend(backend, **options)
-            logger.info("judge backend: %s", self._backend.describe())
+            logger.info("judge backend: %s", self._backend.label())
         return self._backend
 
     def params(self, metric: str) -> GenerationParams:

@@ -93,7 +93,7 @@ class LocalBackend(Backend):
             ident["max_tags"] = o.max_tags
         return ident
 
-    def describe(self) -> str:
+    def label(self) -> str:
         config = self._folder_config()
         return (f"{self.name} ({config.get('method')} over {config.get('embedder')}, "
                 f"{config.get('info', {}).get('tags', '?')} tags, from {self.model})")

@@ -156,7 +156,7 @@ class Scorer(RequestTransform):
         if model not in self._backends:
             self._backends[model] = self.configured_backend_for(role)
             self._configured.pop(model, None)
-            desc = self._backends[model].describe()
+            desc = self._backends[model].label()
             if desc not in _ANNOUNCED:
                 _ANNOUNCED.add(desc)
                 stand_in = " (a stand-in, not Deita's scorers)" if self._is_stand_in() else ""

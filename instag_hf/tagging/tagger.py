@@ -175,7 +175,7 @@ class Tagger(RequestTransform):
                 found = self.cache.get_many([self._learned_key()])
                 if found:
                     self._backend.learn(json.loads(found[self._learned_key()]["text"]))
-            desc = f"{self._backend.describe()} with template {self.template.id}"
+            desc = f"{self._backend.label()} with template {self.template.id}"
             if desc not in _ANNOUNCED:
                 _ANNOUNCED.add(desc)
                 logger.info("tagging backend: %s", desc)
@@ -325,7 +325,7 @@ class Tagger(RequestTransform):
                 room = context - overhead - self.params.max_new_tokens - CONTEXT_MARGIN
                 if room < MIN_QUERY_ROOM:
                     raise ValueError(
-                        f"{self.backend.describe()} reads {context} tokens in all, but template {self.template.id} "
+                        f"{self.backend.label()} reads {context} tokens in all, but template {self.template.id} "
                         f"takes {overhead} and the answer up to {self.params.max_new_tokens}, leaving {room} for the "
                         f"query (at least {MIN_QUERY_ROOM} needed): use a shorter template, a smaller "
                         f"max_new_tokens or a longer max_model_len")

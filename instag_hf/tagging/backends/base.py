@@ -201,10 +201,14 @@ class Backend(ABC):
         """Tokens ``prompt`` takes as the model sees it; None where unknown."""
         return None
 
-    def describe(self) -> str:
-        """One line naming the backend and its model, for logs and summaries."""
+    def label(self) -> str:
+        """One line naming the backend and its model, for logs and summaries (no secret)."""
         ident = self.identity()
         return f"{self.name} ({ident.get('model', '?')})"
+
+    def describe(self) -> dict:
+        """What to publish about this backend (a dict, as ``Tagger.describe()``): its identity and label."""
+        return {**self.identity(), "label": self.label()}
 
 
 class EngineBackend(Backend):

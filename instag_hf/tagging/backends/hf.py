@@ -118,7 +118,7 @@ class HFBackend(OpenAIBackend):
     def _where(self) -> str:
         return _without_credentials(self.base_url) if self.base_url else f"provider {self.provider}"
 
-    def describe(self) -> str:
+    def label(self) -> str:
         return f"{self.name} ({self.model} via {self._where()}, concurrency {self.concurrency})"
 
     def _init_runtime(self) -> None:

@@ -306,7 +306,7 @@ class OpenAIBackend(Backend):
         """The server, as it may be shown (no credentials)."""
         return _without_credentials(self.base_url)
 
-    def describe(self) -> str:
+    def label(self) -> str:
         return f"{self.name} ({self.model} at {self._where()}, concurrency {self.concurrency})"
 
     def stats(self) -> dict:

@@ -179,7 +179,7 @@ class OpenAIBatchBackend(OpenAIBackend):
     def identity(self) -> dict:
         return {**super().identity(), "backend": OpenAIBackend.name}
 
-    def describe(self) -> str:
+    def label(self) -> str:
         return f"{self.name} ({self.model} at {self._where()}, Batch API, completion window 24h)"
 
     def stats(self) -> dict:

@@ -185,7 +185,7 @@ class RetrievalBackend(Backend):
                 "revision": self.bank_digest(), "embedder": str(embedder), "k": o.k, **setting,
                 "max_tags": o.max_tags}
 
-    def describe(self) -> str:
+    def label(self) -> str:
         how = "ranked" if self.method == "ranker" else "voted"
         return f"{self.name} (tags of the {self.k} nearest of {self._path.name}, {how}; no language model)"
 

@@ -116,7 +116,7 @@ class VLLMBackend(EngineBackend):
                 "seed": o.seed, "structured": BOUNDED_TAGS_SCHEMA_ID if o.structured else None,
                 "engine": engine}
 
-    def describe(self) -> str:
+    def label(self) -> str:
         return f"{self.name} ({self.model}, tensor_parallel_size={self.tensor_parallel_size})"
 
     def gpus_per_engine(self) -> int:
