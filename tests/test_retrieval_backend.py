@@ -179,3 +179,20 @@ def test_the_code_gate_sees_stubs_in_many_languages(text):
 ])
 def test_the_code_gate_leaves_prose_alone(text):
     assert not looks_like_code(text)
+
+
+def test_cards_and_logs_name_no_template_for_a_backend_that_reads_the_query_alone(tmp_path, caplog):
+    import logging
+
+    from instag_hf.publish import InstagDatasetCard
+
+    tagger = instag_hf.Tagger(backend="retrieval", cache_dir=str(tmp_path), progress=False)
+    settings = tagger.describe()
+    assert settings["backend"]["backend"] == "retrieval"
+    assert not {"template", "params", "prompt"} & set(settings)
+    assert "cache key" not in settings and tagger.namespace()["template"]  # the cache key still holds it
+    card = InstagDatasetCard(pretty_name="r", tagger=settings).render()
+    assert "prompt template" not in card and "max_new_tokens" not in card
+    with caplog.at_level(logging.INFO, logger="instag_hf"):
+        tagger.tag_queries(["Write a haiku about autumn"])
+    assert "with template" not in caplog.text

@@ -175,7 +175,9 @@ class Tagger(RequestTransform):
                 found = self.cache.get_many([self._learned_key()])
                 if found:
                     self._backend.learn(json.loads(found[self._learned_key()]["text"]))
-            desc = f"{self._backend.label()} with template {self.template.id}"
+            desc = self._backend.label()
+            if self._backend.uses_prompt:
+                desc += f" with template {self.template.id}"
             if desc not in _ANNOUNCED:
                 _ANNOUNCED.add(desc)
                 logger.info("tagging backend: %s", desc)
@@ -220,6 +222,9 @@ class Tagger(RequestTransform):
     def describe(self) -> dict:
         """Settings to publish with the tags (cards, reports). Holds no secret."""
         info = {**self.namespace(), "max_query_tokens": self._config["max_query_tokens"]}
+        if not self.configured_backend.uses_prompt:  # the backend reads the query alone
+            for unused in ("template", "prompt", "params"):
+                info.pop(unused)
         if self.configured_backend.whole_dataset:  # same answers as "openai", a different way of asking
             info["requests"] = "OpenAI Batch API (submitted as batches, collected within 24 h)"
         return info

@@ -82,6 +82,9 @@ class Backend(ABC):
     options: Any = None
     #: answer a whole dataset before mapping it (``Tagger.map`` submits every query at once: the Batch API)
     whole_dataset: bool = False
+    #: whether answers depend on the prompt template and generation settings; a backend that
+    #: reads only the query (retrieval) says no, and cards and logs then leave them out
+    uses_prompt: bool = True
 
     def _configure(self, options: Any = None, arguments: Mapping[str, Any] | None = None) -> None:
         """Set :attr:`options`, then build the runtime state (:meth:`_init_runtime`).

@@ -148,6 +148,7 @@ class RetrievalBackend(Backend):
     """
 
     name = "retrieval"
+    uses_prompt = False
     default_template = "chatml"
     Options = RetrievalOptions
 
