@@ -23,8 +23,6 @@ class BudgetBackend(Backend):
     def __init__(self, model: str = "budget", revision=None, context: int | None = None):
         self.model, self.revision, self.context = model, revision, context
 
-    _CONFIG = ("model", "revision", "context")
-
     def identity(self):
         return {"backend": self.name, "model": self.model}
 
@@ -120,8 +118,6 @@ class LoadProbe(EngineBackend):
 
     def __init__(self, model: str = "probe", revision=None, log: str = ""):
         self.model, self.revision, self.log = model, revision, log
-
-    _CONFIG = ("model", "revision", "log")
 
     def identity(self):
         return {"backend": self.name, "model": self.model}
