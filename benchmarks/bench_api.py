@@ -135,8 +135,9 @@ def make(client: str, url: str, concurrency: int):
                       call="post" if client.endswith("post") else "create")
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "support.server", "--latency", str(latency),
+def start_server(latency: float, *options: str) -> tuple[subprocess.Popen, str]:
+    """The loopback server in its own process (``options``: more of its flags); returns it and its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "support.server", "--latency", str(latency), *options,
                              "--lifetime", "1800"], stdout=subprocess.PIPE, text=True)
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1"):

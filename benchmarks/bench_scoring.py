@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -32,17 +30,7 @@ from datasets import Dataset, disable_progress_bars  # noqa: E402
 import _paths  # noqa: E402,F401  (tests/support on the path)
 import instag_hf  # noqa: E402
 from instag_hf import Scorer, schema  # noqa: E402
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    """The loopback server in its own process, answering scoring prompts with top_logprobs."""
-    proc = subprocess.Popen([sys.executable, "-m", "support.server", "--latency", str(latency), "--score-logprobs",
-                             "--lifetime", "1800"], stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://127.0.0.1"):
-        proc.kill()
-        raise RuntimeError(f"server did not start: {url!r}")
-    return proc, url
+from bench_api import start_server  # noqa: E402
 
 
 def throughput(url: str, concurrency: int, rows: int, cache_dir: str) -> tuple[float, float, float]:
@@ -88,7 +76,7 @@ def main() -> None:
     print("| concurrency | rows | requests | rows/s | requests/s | bound (concurrency / latency, requests/s) "
           "| ratio | client CPU ms/row |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    proc, url = start_server(args.latency)
+    proc, url = start_server(args.latency, "--score-logprobs")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for c in args.concurrency:
@@ -105,7 +93,7 @@ def main() -> None:
     from instag_hf.selection.compare import MIG_UNSCORED, compare_strategies
     from instag_hf.selection.params import COMPARED
 
-    proc, url = start_server(0.0)
+    proc, url = start_server(0.0, "--score-logprobs")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()

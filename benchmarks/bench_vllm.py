@@ -15,7 +15,6 @@ structured outputs) on the same engine, so both produce the same tokens.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -28,22 +27,11 @@ def instagger_like_checkpoint(folder: str, layers: int = 32) -> str:
 
     ``layers`` below 32 keeps every shape but the depth: a quick check of this path on a CPU.
     """
-    from transformers import AutoTokenizer
+    from bench_transformers_gpu import llama_checkpoint
 
     from instag_hf.tagging.backends.embedded import embedded_checkpoint
 
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_checkpoint()))
-    tokenizer.save_pretrained(folder)
-    config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
-        "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
-        "num_hidden_layers": layers, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
-        "vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-        "torch_dtype": "float16", "hidden_act": "silu", "rope_theta": 10000.0, "tie_word_embeddings": False,
-    }
-    with open(os.path.join(folder, "config.json"), "w") as fh:
-        json.dump(config, fh)
-    return folder
+    return llama_checkpoint(folder, str(embedded_checkpoint()), layers)
 
 
 def distinct_queries(rows: int) -> list[str]:
