@@ -116,6 +116,22 @@ def generate(rows: int, seed: int, path: Path) -> None:
     ds.save_to_disk(str(path))
 
 
+def pool(rows: int, seed: int, folder: Path, me: list[str]) -> Path:
+    """The saved pool of ``rows`` for ``seed`` in ``folder``, generated (in a child process) unless
+    a whole one is there: it is written under a temporary name and renamed when complete."""
+    path = folder / f"pool_{rows}_seed{seed}"
+    if path.is_dir():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{path.name}.partial"
+    subprocess.run(["rm", "-rf", str(partial)], check=False)
+    t0 = time.perf_counter()
+    subprocess.run(me + ["--generate", str(partial)], check=True)
+    partial.rename(path)
+    print(f"{rows:,} rows generated in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return path
+
+
 # --- the old association step, for the baseline ------------------------------------------
 def fpgrowth_rules(corpus, min_count: int, min_confidence: float) -> set:
     """The association rules as the step found them before pair counts: FP-Growth on a one-hot table."""
@@ -278,6 +294,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tmp", help="folder for the corpora and outputs (default: the system's)")
     ap.add_argument("--markdown", help="also write the tables to this file")
+    ap.add_argument("--pools", help="keep the generated pools in this folder and reuse them on later runs")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--generate", help=argparse.SUPPRESS)
@@ -296,19 +313,16 @@ def main(argv=None) -> int:
     results: dict[int, dict] = {}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for rows in args.rows:
-            path = Path(tmp) / f"pool_{rows}"
-            t0 = time.perf_counter()
             me = [sys.executable, __file__, "--rows", str(rows), "--seed", str(args.seed)]
-            subprocess.run(me + ["--generate", str(path)], check=True)
-            gen = time.perf_counter() - t0
-            print(f"{rows:,} rows generated in {gen:.0f} s", file=sys.stderr, flush=True)
+            path = pool(rows, args.seed, Path(args.pools) if args.pools else Path(tmp), me)
             out = Path(tmp) / f"result_{rows}.json"
             subprocess.run(me + ["--child", str(path), "--result", str(out), "--select", str(args.select),
                                  "--baseline-rows", str(args.baseline_rows), "--embedder", args.embedder,
                                  "--tmp", tmp], check=True)
             results[rows] = json.loads(out.read_text())
             table(results[rows]["rows"], results[rows])
-            subprocess.run(["rm", "-rf", str(path)], check=False)
+            if not args.pools:
+                subprocess.run(["rm", "-rf", str(path)], check=False)
     if len(results) > 1:
         growth(results)
     if args.markdown:

@@ -157,7 +157,7 @@ def test_the_parent_of_a_sharded_map_never_starts_an_engine(tmp_path):
     assert t._backend is None
     t.describe(), t.summary()
     assert str(os.getpid()) not in {line.split()[0] for line in log.read_text().splitlines()}
-    assert t.stats.rows == 6 and t.stats.worker_rows == 6
+    assert t.stats.rows == 6 and t.stats.worker_rows == 6 and t.stats.statuses == {"ok": 6}
 
 
 def test_on_a_loopback_server_that_cuts_at_max_tokens(cache_dir):

@@ -129,6 +129,50 @@ def test_submit_only_returns_and_the_same_call_collects(cache_dir):
         assert "| requests | `OpenAI Batch API" in card  # the card says how the answers were asked for
 
 
+def test_a_dataset_past_the_window_is_asked_window_by_window_and_only_failures_are_held(cache_dir):
+    """1000 rows, windows of 300 requests, files of 100: each window's 3 batches are collected
+    before the next window is sent, and what the settled map holds is the failures alone
+    (the rest is read back from the request cache)."""
+    ds = Dataset.from_dict({"query": queries(1000)})
+    config = BatchConfig(error_rate=0.05, advance_per_poll=1000, seed=5)
+    with FakeChatServer(batch=config) as server:
+        whole = batch_tagger(server, cache_dir + "-whole", max_batch_requests=100)
+        whole.map(ds)
+        assert server.batches.created == 10 and server.batches.max_open == 10
+    with FakeChatServer(batch=config) as server:
+        t = batch_tagger(server, cache_dir, max_batch_requests=100, window_requests=300)
+        settled = t._settle(ds)
+        assert server.batches.created == 10 and server.batches.max_open == 3
+        assert len(settled) == 1000 - len(RequestCache(cache_dir)) > 0
+        assert all(r["text"] is None and r["error"] for r in settled.values())
+        second = batch_tagger(server, cache_dir, max_batch_requests=100, window_requests=300)
+        out = second.map(ds)  # the failures are sent again, the rest read from the cache
+        assert second.stats.requests == len(settled) and second.stats.cache_hits == 1000 - len(settled)
+    for row in out:
+        if row[schema.STATUS] == "ok":
+            assert [x["tag"] for x in row[schema.TAGS]] == [x["tag"] for x in keyword_tags(row["query"])]
+    assert 0 < Counter(out[schema.STATUS])["backend_error"] < len(settled)
+
+    with FakeChatServer(batch=config) as server:  # without a request cache every record is held
+        uncached = instag_hf.Tagger(backend="openai-batch", model="fake-tagger", base_url=server.url,
+                                    use_cache=False, progress=False, window_requests=300,
+                                    max_batch_requests=100, **FAST)
+        assert len(uncached._settle(ds)) == 1000
+
+
+def test_submit_only_submits_every_window_then_one_run_collects_them_all(cache_dir):
+    ds = Dataset.from_dict({"query": queries(250)})
+    with FakeChatServer(batch=BatchConfig(validate_seconds=5, run_seconds=50)) as server:
+        with pytest.raises(BatchPending) as pending:
+            batch_tagger(server, cache_dir, submit_only=True, window_requests=100).map(ds)
+        assert pending.value.requests == 250 and len(pending.value.batches) == 3 == server.batches.created
+        server.advance(100)
+        t = batch_tagger(server, cache_dir, window_requests=100)
+        out = t.map(ds)
+        assert set(out[schema.STATUS]) == {"ok"} and server.batches.created == 3
+        assert t.backend.stats()["batches_resumed"] == 3 and t.stats.cache_hits == 0
+
+
 def test_a_run_killed_after_uploading_but_before_saving_the_batch_id_adopts_the_batch(cache_dir):
     import openai
 
@@ -235,6 +279,23 @@ def test_submit_only_is_refused_for_a_backend_that_does_not_wait(tmp_path, capsy
     data.write_text('{"query": "Sort a list"}\n')
     assert main(["tag", str(data), "--backend", "openai", "--submit-only", "--output", str(tmp_path / "out")]) == 2
     assert "--backend openai-batch" in capsys.readouterr().err
+    assert main(["tag", str(data), "--backend", "openai", "--window-requests", "5", "--output", str(tmp_path)]) == 2
+    assert "--backend openai-batch" in capsys.readouterr().err
+
+
+def test_the_cli_sends_a_dataset_window_by_window(tmp_path):
+    from instag_hf.cli.main import main
+
+    texts = queries(120, "Windowed")
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"query": q}) + "\n" for q in texts))
+    with FakeChatServer(batch=BatchConfig(advance_per_poll=1000)) as server:
+        assert main(["tag", str(data), "--backend", "openai-batch", "--model", "fake-tagger", "--base-url", server.url,
+                     "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out"), "--poll-interval", "0.01",
+                     "--window-requests", "50"]) == 0
+        assert server.batches.created == 3 and server.batches.max_open == 1
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
+    assert [r["query"] for r in rows] == texts and {r["instag_status"] for r in rows} == {"ok"}
 
 
 # --- text templates, finish reasons and hostile answers (issues 22 and 24) -------------------------
@@ -272,6 +333,18 @@ def test_chat_and_text_prompts_go_to_one_batch_per_endpoint_and_a_cut_answer_say
             assert cut.text == json.dumps(keyword_tags(six, 6))[:64]
         whole = backend.generate(prompts[1:], GenerationParams(max_new_tokens=512))[0]
         assert whole.finish_reason == "stop" and json.loads(whole.text) == keyword_tags(six, 6)
+
+
+def test_answers_cut_in_a_batch_run_are_asked_again_in_one_batch_before_the_map(cache_dir):
+    ds = Dataset.from_dict({"query": queries(200)})
+    with FakeChatServer(Faults(enforce_max_tokens=True), batch=BatchConfig(advance_per_poll=1000)) as server:
+        t = batch_tagger(server, cache_dir, max_new_tokens=32)
+        out = t.map(ds, batch_size=20)  # ten map batches: none sends a batch of its own
+        assert server.batches.created == 2 and t.stats.reasked == 200
+        assert [b["request_counts"]["total"] for b in server.batches.batches.values()] == [200, 200]
+    assert set(out[schema.STATUS]) == {"ok"}
+    assert [[x["tag"] for x in tags] for tags in out[schema.TAGS]] == \
+        [[x["tag"] for x in keyword_tags(q)] for q in ds["query"]]
 
 
 @pytest.mark.parametrize("fault,error", [

@@ -25,7 +25,7 @@ SAMPLE_PREFIX = "sample:"
 #: modules that contribute subcommands (normalize, analyze, sample, ...)
 API_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries")
 #: options of the tag subcommand for the openai-batch and hf backends
-TAG_API_OPTIONS = ("submit_only", "poll_interval", "provider")
+TAG_API_OPTIONS = ("submit_only", "poll_interval", "window_requests", "provider")
 VLLM_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "engine_kwargs")
 COMMAND_MODULES = ("instag_hf.cli.normalize", "instag_hf.cli.analysis", "instag_hf.cli.publish", "instag_hf.cli.quality", "instag_hf.cli.score")
 DATA_FILES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -370,8 +370,9 @@ def _write_summary(out: Path, tagger, parts: dict) -> None:
 def cmd_tag(args) -> int:
     if args.gpus and args.ray_actors:
         raise SystemExit("instag: use either --gpus (one machine) or --ray-actors (a Ray cluster)")
-    if (args.submit_only or args.poll_interval is not None) and args.backend != "openai-batch":
-        raise SystemExit("instag: --submit-only and --poll-interval are for --backend openai-batch")
+    if (args.submit_only or args.poll_interval is not None or args.window_requests is not None) \
+            and args.backend != "openai-batch":
+        raise SystemExit("instag: --submit-only, --poll-interval and --window-requests are for --backend openai-batch")
     tagger = _tagger(args)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -446,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "command again to collect the results")
     p.add_argument("--poll-interval", type=positive_float,
                    help="openai-batch backend: seconds between looks at running batches (default: 60)")
+    p.add_argument("--window-requests", type=positive_int,
+                   help="openai-batch backend: requests submitted at a time; each window is collected before the "
+                        "next is sent (default: 500000)")
     p.add_argument("--provider", help="hf backend: inference provider (default: auto)")
     _add_tagger_options(p)
     p.set_defaults(func=cmd_tag)

@@ -224,20 +224,15 @@ class Scorer(RequestTransform):
         return found
 
     def _answers_of(self, role: str, prompts: Mapping[str, Any]) -> dict[str, dict]:
-        settled = {k: self._settled[k] for k in prompts if k in self._settled}
-        rest = [k for k in prompts if k not in settled]
-        if not rest:
-            return settled
-
         def count(key, completion) -> None:
             self.stats.requests += 1
 
-        found, cached = answer_requests(rest, lambda k: prompts[k], self.backend_for(role), self.params,
-                                        cache=self.cache, batch_size=self._config["batch_size"],
-                                        progress="Scoring" if self._config["progress"] else None,
-                                        on_completion=count)
-        self.stats.cache_hits += cached
-        return {**settled, **found}
+        def ask(keys: list[str]) -> tuple[dict[str, dict], int]:
+            return answer_requests(keys, lambda k: prompts[k], self.backend_for(role), self.params,
+                                   cache=self.cache, batch_size=self._config["batch_size"],
+                                   progress="Scoring" if self._config["progress"] else None, on_completion=count)
+
+        return self._asked(list(prompts), ask)
 
     def score_pairs(self, pairs: Sequence[tuple[str, str | None]]) -> list[TurnScore]:
         """Score single turns given as (user query, assistant answer or None)."""
@@ -263,11 +258,11 @@ class Scorer(RequestTransform):
     def _transform(self, batch, fmt: QueryFormat, single: bool) -> list[dict]:
         return self.score_rows([extract_pairs(batch, fmt)] if single else extract_pairs_batch(batch, fmt))
 
-    def _settle(self, dataset) -> dict[str, dict]:
-        fmt = self._format(dataset.column_names)
-        pairs = [p for batch in dataset.iter(batch_size=1000) for row in extract_pairs_batch(batch, fmt)
-                 for p in row]
-        return self._answers(self._plan(pairs)[1])
+    def _items(self, batch, fmt: QueryFormat) -> list[tuple[str, str | None]]:
+        return [p for row in extract_pairs_batch(batch, fmt) for p in row]
+
+    def _settle_items(self, items: list[tuple[str, str | None]]) -> None:
+        self._answers(self._plan(items)[1])
 
 
 def _value(key: str, answers: Mapping[str, dict]) -> tuple[float | None, str, str]:

@@ -271,7 +271,8 @@ class Tagger(RequestTransform):
                 continue
             params = replace(self.params, max_new_tokens=budget)
             again = self._answers({key: requests[key] for key in keys}, params)
-            self.stats.reasked += len(keys)
+            if self._phase != "rereading":  # counted when the dataset was settled
+                self.stats.reasked += len(keys)
             for key in keys:
                 if again[key].get("error"):  # e.g. a server whose context cannot hold the larger budget
                     answers[key] = {**answers[key], "budgets": [first],
@@ -349,9 +350,7 @@ class Tagger(RequestTransform):
             keyed = {request_key(state, text): key for key, text in requests.items()}
             found = self._ask({new: requests[old] for new, old in keyed.items()}, params)
             return {old: found[new] for new, old in keyed.items()}
-        settled = {k: self._settled[k] for k in requests if k in self._settled}
-        rest = {k: v for k, v in requests.items() if k not in settled}
-        return {**settled, **(self._ask(rest, self.params) if rest else {})}
+        return self._ask(requests, self.params)
 
     def _ask(self, requests: Mapping[str, str], params: GenerationParams) -> dict[str, dict]:
         template = self.template
@@ -364,15 +363,17 @@ class Tagger(RequestTransform):
         def rekey(key: str, options: dict) -> str:
             return request_key(self._request_namespace(options, params), requests[key])
 
-        learned = self.backend.learned()
-        found, cached = answer_requests(
-            sorted(requests, key=lambda k: len(requests[k])), lambda k: template.render(requests[k]), self.backend,
-            params, cache=self.cache, batch_size=self._config["batch_size"],
-            progress="Tagging queries" if self._config["progress"] else None, on_completion=count, rekey=rekey)
-        self.stats.cache_hits += cached
-        if self.cache is not None and self.backend.learned() != learned:
-            self.cache.put_many({self._learned_key(): {"text": json.dumps(self.backend.learned())}})
-        return found
+        def ask(keys: list[str]) -> tuple[dict[str, dict], int]:
+            learned = self.backend.learned()
+            found = answer_requests(
+                sorted(keys, key=lambda k: len(requests[k])), lambda k: template.render(requests[k]), self.backend,
+                params, cache=self.cache, batch_size=self._config["batch_size"],
+                progress="Tagging queries" if self._config["progress"] else None, on_completion=count, rekey=rekey)
+            if self.cache is not None and self.backend.learned() != learned:
+                self.cache.put_many({self._learned_key(): {"text": json.dumps(self.backend.learned())}})
+            return found
+
+        return self._asked(list(requests), ask)
 
     def tag_rows(self, turns_per_row: Sequence[Sequence[str]]) -> list[dict]:
         """Tag samples given as lists of user turns; one output record per sample."""
@@ -419,21 +420,18 @@ class Tagger(RequestTransform):
         if isinstance(out, Dataset) and self.stats.rows == rows_before and len(out):
             # no row went through this process: datasets' own cache or worker processes served them
             self.stats.rows += len(out)
-            self.stats.statuses.update(out[schema.STATUS])
+            self.stats.statuses.update(_column_counts(out, schema.STATUS))
             if (map_kwargs.get("num_proc") or 1) > 1:
                 self.stats.worker_rows += len(out)
             else:
                 self.stats.dataset_cache_rows += len(out)
 
-    def _settle(self, dataset) -> dict[str, dict]:
-        return self._answers(self._dataset_requests(dataset))
+    def _items(self, batch, fmt: QueryFormat) -> list[str]:
+        return [turn for turns in extract_batch(batch, fmt) for turn in turns]
 
-    def _dataset_requests(self, dataset) -> dict[str, str]:
-        """``key -> text`` of every request tagging ``dataset`` makes."""
-        fmt = self._format(dataset.column_names)
-        queries = [turn for batch in dataset.iter(batch_size=1000) for turns in extract_batch(batch, fmt)
-                   for turn in turns]
-        return {key: text for key, (text, _, _) in self._plan(queries)[1].items()}
+    def _settle_items(self, items: list[str]) -> None:
+        requests = {key: text for key, (text, _, _) in self._plan(items)[1].items()}
+        self._reask_cut(requests, self._answers(requests))
 
 
 def _turn_result(answer: Mapping, query_cut: bool) -> TurnResult:
@@ -476,3 +474,14 @@ def _combine(per_turn: list[TurnResult]) -> dict:
         schema.TURN_TAGS: [r.tags for r in per_turn],
         schema.TURN_STATUS: [r.status for r in per_turn],
     }
+
+
+def _column_counts(dataset, column: str, chunk: int = 1 << 20) -> Counter:
+    """Value counts of one string column, read in Arrow chunks (no Python object per row)."""
+    import pyarrow.compute as pc
+
+    counts: Counter = Counter()
+    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=chunk):
+        for item in pc.value_counts(table.column(column)).to_pylist():
+            counts[item["values"]] += item["counts"]
+    return counts

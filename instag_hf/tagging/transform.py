@@ -15,13 +15,15 @@ A subclass fills in:
 - :meth:`_identity`: what decides its answers (pickled; the cache key's namespace);
 - ``configured_backend`` and :meth:`_bind_device`: its backend(s), resolved lazily;
 - :meth:`_transform`: its per-batch work (rows read from a batch, one output record each);
-- :meth:`_settle`: every answer a whole dataset needs (for a backend that asks all at once);
+- :meth:`_items` and :meth:`_settle_items`: what a whole dataset asks, for a backend that asks
+  all at once (:meth:`_settle` reads the dataset in windows); every request goes through :meth:`_asked`;
 - :meth:`_count_served`: optionally, counting rows ``map`` served without calling it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Mapping, Sequence
@@ -69,7 +71,8 @@ class RequestTransform:
     def _init_runtime(self) -> None:
         self._nonce = os.urandom(8).hex()
         self._formats: dict[tuple, QueryFormat] = {}
-        self._settled: dict[str, dict] = {}  # answers fetched for a whole dataset before its map
+        self._settled: dict[str, dict] = {}  # answers of a whole dataset the request cache does not hold
+        self._phase = None  # "settling" a whole dataset, or "rereading" it in its map (see _settle)
         cfg = self._config
         self.cache = RequestCache(cfg["cache_dir"]) if cfg["use_cache"] else None
         self.stats = self.STATS()
@@ -150,9 +153,69 @@ class RequestTransform:
         rows = self._transform(batch, fmt, single)
         return rows[0] if single else {name: [r[name] for r in rows] for name in self.FEATURES}
 
-    def _settle(self, dataset) -> dict[str, dict]:
-        """Answer records of every request mapping ``dataset`` makes."""
+    def _items(self, batch: Mapping[str, Any], fmt: QueryFormat) -> list:
+        """What a batch of rows asks about (user turns, turn-answer pairs), flat."""
         raise NotImplementedError
+
+    def _settle_items(self, items: list) -> None:
+        """Ask everything ``items`` need (answers, and answers asked again), through :meth:`_asked`."""
+        raise NotImplementedError
+
+    def _asked(self, keys, ask) -> dict[str, dict]:
+        """Records of ``keys``: those settled for this dataset, the rest from ``ask(rest)``, which
+        returns ``(records, cache hits)``; every request of a transform goes through here.
+
+        While settling, what the request cache will not hold (failures; everything without a
+        cache) is kept for the map. In the map of a settled dataset the cache's hits were
+        counted when settling and are not counted again."""
+        held = {k: self._settled[k] for k in keys if k in self._settled}
+        rest = [k for k in keys if k not in held]
+        if not rest:
+            return held
+        found, cached = ask(rest)
+        if self._phase != "rereading":
+            self.stats.cache_hits += cached
+        if self._phase == "settling":
+            self._settled.update(found if self.cache is None else {k: r for k, r in found.items() if r.get("error")})
+        return {**held, **found}
+
+    def _settle(self, dataset) -> dict[str, dict]:
+        """Ask every request mapping ``dataset`` makes before the map (a backend that asks a
+        whole dataset at once: the Batch API); returns the records the map takes from memory.
+
+        Rows are read in order and asked a window of at most the backend's ``window_requests``
+        items at a time, each window answered (and cached) before the next is sent. With a
+        request cache only the records it does not hold (failures) are kept, since the map
+        reads the rest back from it: memory grows with the window, not the dataset. A
+        ``submit_only`` backend submits every window, then one :class:`BatchPending` names them all.
+        """
+        from .backends.openai_batch import BatchPending
+
+        fmt = self._format(dataset.column_names)
+        window = self.configured_backend.window_requests or sys.maxsize
+        pending: list[BatchPending] = []
+
+        def ask(items: list) -> None:
+            try:
+                self._settle_items(items)
+            except BatchPending as exc:
+                pending.append(exc)
+
+        self._settled, self._phase = {}, "settling"
+        try:
+            items: list = []
+            for batch in dataset.iter(batch_size=1000):
+                items.extend(self._items(batch, fmt))
+                while len(items) >= window:
+                    ask(items[:window])
+                    del items[:window]
+            if items:
+                ask(items)
+        finally:
+            self._phase = None
+        if pending:
+            raise BatchPending.merge(pending)
+        return self._settled
 
     def _count_served(self, out, rows_before: int, map_kwargs: Mapping[str, Any]) -> None:
         """After ``map``: count what it served without calling this process (by default nothing)."""
@@ -171,9 +234,10 @@ class RequestTransform:
         if isinstance(dataset, Dataset) and self.configured_backend.whole_dataset:
             try:  # the Batch API: submit every request at once, then map from the answers
                 self._settled = self._settle(dataset)
+                self._phase = "rereading"
                 out = dataset.map(self, **map_kwargs)
             finally:
-                self._settled = {}
+                self._settled, self._phase = {}, None
         else:
             out = dataset.map(self, **map_kwargs)
         self._count_served(out, rows_before, map_kwargs)

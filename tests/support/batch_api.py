@@ -70,6 +70,8 @@ class BatchStore:
         self.submitted: Counter = Counter()
         self.polls = 0
         self.created = 0
+        #: the most batches not yet terminal at once (counted as each is created)
+        self.max_open = 0
 
     # --- the clock ---------------------------------------------------------------------
     @property
@@ -131,6 +133,9 @@ class BatchStore:
             attempts = {line["custom_id"]: self.submitted[line["custom_id"]] for line in lines}
             self._runs[bid] = {"lines": lines, "errors": errors, "start": self.now, "ordinal": ordinal,
                                "cancel_at": None, "attempts": attempts, "endpoint": endpoint}
+            for other in self.batches:
+                self._update(other)
+            self.max_open = max(self.max_open, sum(b["status"] not in TERMINAL for b in self.batches.values()))
             return 200, dict(batch)
 
     def retrieve(self, bid: str, poll: bool = True) -> dict | None:

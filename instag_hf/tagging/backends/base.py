@@ -82,6 +82,9 @@ class Backend(ABC):
     options: Any = None
     #: answer a whole dataset before mapping it (``Tagger.map`` submits every query at once: the Batch API)
     whole_dataset: bool = False
+    #: for a ``whole_dataset`` backend, the most requests asked at once (``None``: all); a dataset
+    #: with more is asked window by window, each collected before the next is sent
+    window_requests: int | None = None
     #: whether answers depend on the prompt template and generation settings; a backend that
     #: reads only the query (retrieval) says no, and cards and logs then leave them out
     uses_prompt: bool = True

@@ -60,6 +60,8 @@ ENDPOINTS = {kind: "/v1" + route for kind, route in ROUTES.items()}
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 MAX_BATCH_REQUESTS = 50_000
 MAX_BATCH_BYTES = 200 * 1024 * 1024
+#: requests a whole-dataset run submits at a time (see ``window_requests``)
+WINDOW_REQUESTS = 500_000
 
 
 class BatchPending(RuntimeError):
@@ -70,6 +72,11 @@ class BatchPending(RuntimeError):
                          f"({', '.join(batches[:5])}{', ...' if len(batches) > 5 else ''}); run the same again "
                          f"to collect them (nothing is submitted twice)")
         self.batches, self.requests = batches, requests
+
+    @classmethod
+    def merge(cls, pending: list["BatchPending"]) -> "BatchPending":
+        """One exception for the batches of several submissions (a dataset's windows)."""
+        return cls([b for p in pending for b in p.batches], sum(p.requests for p in pending))
 
 
 class BatchJournal:
@@ -126,11 +133,14 @@ class OpenAIBatchOptions(OpenAIOptions):
     max_batch_bytes: int = MAX_BATCH_BYTES
     submit_only: bool = False
     progress: bool = True
+    window_requests: int = WINDOW_REQUESTS
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.poll_interval < 0:
             raise ValueError(f"poll_interval must be >= 0, got {self.poll_interval}")
+        if self.window_requests < 1:
+            raise ValueError(f"window_requests must be >= 1, got {self.window_requests}")
         if self.max_batch_requests < 1 or self.max_batch_bytes < 1:
             raise ValueError("max_batch_requests and max_batch_bytes must be >= 1")
         settle(self, cache_dir=None if self.cache_dir is None else str(self.cache_dir),
@@ -147,8 +157,12 @@ class OpenAIBatchBackend(OpenAIBackend):
     cache folder); ``poll_interval``, seconds between looks at running batches;
     ``max_batch_requests`` / ``max_batch_bytes``, the limits per input file;
     ``submit_only``, return after submitting (:class:`BatchPending`) instead of
-    waiting; ``progress``, show a progress bar while waiting. Or all of them as one
-    :class:`OpenAIBatchOptions` (``options=``; keywords over it).
+    waiting; ``progress``, show a progress bar while waiting; ``window_requests``, the
+    most requests a dataset's ``map`` submits at a time: a bigger dataset is submitted
+    window by window, each collected (and cached) before the next is sent, which bounds
+    the memory of the run and the tokens queued at the provider at once (with
+    ``submit_only``, every window is submitted before :class:`BatchPending` is raised).
+    Or all of them as one :class:`OpenAIBatchOptions` (``options=``; keywords over it).
 
     Answers are the same model's answers to the same requests as with ``openai``, so
     the cache identity is that backend's: each run's answers serve the other.
@@ -158,13 +172,17 @@ class OpenAIBatchBackend(OpenAIBackend):
     Options = OpenAIBatchOptions
     whole_dataset = True  # same answers as "openai", asked for a whole dataset at once
 
+    @property
+    def window_requests(self) -> int:
+        return self.options.window_requests
+
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 0.5,
                  backoff_max: float = 30.0, max_retry_after: float = 120.0, response_format: str = "auto",
                  revision: str | None = None, extra_body: dict | None = None, cache_dir: str | None = None,
                  poll_interval: float = 60.0, max_batch_requests: int = MAX_BATCH_REQUESTS,
-                 max_batch_bytes: int = MAX_BATCH_BYTES, submit_only: bool = False, progress: bool = True, *,
-                 options: OpenAIBatchOptions | None = None):
+                 max_batch_bytes: int = MAX_BATCH_BYTES, submit_only: bool = False, progress: bool = True,
+                 window_requests: int = WINDOW_REQUESTS, *, options: OpenAIBatchOptions | None = None):
         self._configure(options, locals())
 
     def _init_runtime(self) -> None:
