@@ -2,9 +2,11 @@
 
 Steps, on a synthetic tagged pool (``support.synthetic.make_corpus``, read back
 from a ``save_to_disk`` folder, as a real pool would be): normalize (paper preset, the
-real all-MiniLM-L6-v2, cold embedding cache), map (``instag_norm_tags``), analyze, Cf-D
-and MIG selection of ``--select`` rows each, and ``write_publication`` (parquet configs,
-plots, card). Each size runs in a fresh child process; peak memory is the resident set
+real all-MiniLM-L6-v2), map (``instag_norm_tags``), analyze, Cf-D and MIG selection of
+``--select`` rows each, and ``write_publication`` (parquet configs, plots, card). Each
+size starts from an empty ``INSTAG_HF_HOME`` that every step shares, as a user's first
+run does: the embedding cache is cold for normalization, and MIG's label graph reads the
+vectors normalization stored. Each size runs in a fresh child process; peak memory is the resident set
 of that process and all its children, sampled every 250 ms (each sample scans /proc for children:
 sampling faster takes a core of its own), and its own VmHWM (exact, reset before each step),
 whichever is larger.
@@ -197,8 +199,7 @@ def run_size(path: Path, select: int, baseline_rows: int, embedder_name: str, wo
     else:
         from support.synthetic import SyntheticEmbedder
         embedder = SyntheticEmbedder({}, dim=384)
-    normalizer = TagNormalizer(preset="paper", embedder=embedder, embedding_cache_dir=work / "embeddings",
-                               progress=False)
+    normalizer = TagNormalizer(preset="paper", embedder=embedder, progress=False)
     held = {}
 
     def fit():
@@ -229,6 +230,9 @@ def run_size(path: Path, select: int, baseline_rows: int, embedder_name: str, wo
 
 def child_main(args) -> int:
     with tempfile.TemporaryDirectory(dir=args.tmp) as work:
+        # a first run's state: every cache (embeddings included) empty, and one home for all steps,
+        # so MIG's label graph reads the vectors normalization stored, as it does for a user
+        os.environ["INSTAG_HF_HOME"] = str(Path(work) / "home")
         result = run_size(Path(args.child), args.select, args.baseline_rows, args.embedder, Path(work))
     Path(args.result).write_text(json.dumps(result))
     return 0

@@ -232,7 +232,7 @@ class RequestTransform:
             map_kwargs.setdefault("features", schema.Features({**kept, **self.FEATURES}))
         rows_before = self.stats.rows
         if isinstance(dataset, Dataset) and self.configured_backend.whole_dataset:
-            try:  # the Batch API: submit every request at once, then map from the answers
+            try:  # the Batch API: ask every request first (window by window), then map from the answers
                 self._settled = self._settle(dataset)
                 self._phase = "rereading"
                 out = dataset.map(self, **map_kwargs)
