@@ -89,6 +89,14 @@ def test_cooccurrence_matrix_by_hand():
     assert cooccurrence(ts, 2) == [("a", "b", 2), ("a", "c", 1)]
 
 
+def test_one_dataset_is_its_own_combined_figures():
+    ds = Dataset.from_dict({schema.NORM_TAGS: [["x", "y"], ["y", "z"], ["y"]]})
+    result = analyze(ds, names=["mine"])
+    (only,) = result.datasets
+    assert result.combined.name == "all" and only.name == "mine"
+    assert {**result.combined.as_dict(True), "name": "mine"} == only.as_dict(True)
+
+
 def test_analyze_several_datasets():
     a = Dataset.from_dict({schema.NORM_TAGS: [["x", "y"], ["y", "z"]]})
     b = Dataset.from_dict({schema.NORM_TAGS: [["x"], ["x"], ["q"]]})

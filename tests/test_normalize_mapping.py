@@ -58,6 +58,9 @@ def test_map_adds_canonical_tags_deduplicated_in_order():
     ds = tagged([["Python", "Data Analysis", "data-analysis", "Never Seen"]] + ROWS)
     m = fit(ds, alpha=2)
     out = m.map(ds)
+    assert out.remove_columns([schema.NORM_TAGS]).to_list() == ds.to_list()  # every other column kept as it was
+    again = m.map(out, load_from_cache_file=False)  # a second map replaces the column
+    assert again.column_names == out.column_names and again.to_list() == out.to_list()
     assert out.features[schema.NORM_TAGS] == List(Value("string"))
     assert out[0][schema.NORM_TAGS] == ["python", "data analysis"]  # "never seen" is held once: dropped
     assert out[6][schema.NORM_TAGS] == []
@@ -165,3 +168,44 @@ def test_cli_normalize_writes_mapping_dataset_and_report(tmp_path, capsys):
     assert "| rule aggregation |" in (out / "report.md").read_text()
     first = json.loads((out / "normalized.jsonl").read_text().splitlines()[0])
     assert first[schema.NORM_TAGS] == m.apply(ROWS[0])
+
+
+@pytest.mark.parametrize("unknown", ["drop", "keep", "rules"])
+@pytest.mark.parametrize("plain", [False, True])
+def test_the_arrow_path_gives_what_apply_gives_each_row(unknown, plain):
+    """Random rows of raw tags (repeats, case variants, unknown, empty and null tags, null and
+    empty rows): ``map`` on Arrow batches equals ``apply`` row by row, in every batch size."""
+    import random
+
+    rng = random.Random(7)
+    words = ["Data Analysis", "data-analysis", "Python", "python", "Poetry", "Rhyme", "Brand New", "", "  ",
+             "DATA ANALYSES!", "Rare Thing", None]
+    rows = [None if rng.random() < 0.05 else [rng.choice(words) for _ in range(rng.randrange(0, 7))]
+            for _ in range(300)]
+    m = fit(tagged(ROWS), unknown=unknown)
+    if plain:
+        ds = Dataset.from_dict({schema.TAGS: rows}, features=Features({schema.TAGS: List(Value("string"))}))
+    else:
+        cells = [None if r is None else [None if t is None and rng.random() < 0.5 else {"tag": t, "explanation": "e"}
+                                         for t in r] for r in rows]
+        ds = Dataset.from_dict({schema.TAGS: cells}, features=Features({schema.TAGS: List(schema.TAG_ITEM)}))
+    expected = [m.apply(r) for r in ds[schema.TAGS]]
+    assert m._arrow_ready(ds, {"batched": True})
+    for batch_size in (1, 7, 1000):
+        out = m.map(ds, batch_size=batch_size, load_from_cache_file=False)
+        assert out[schema.NORM_TAGS] == expected and out.format["type"] is None
+        assert out.column_names == [schema.TAGS, schema.NORM_TAGS] and out[schema.TAGS] == ds[schema.TAGS]
+    assert ds.map(m, batched=True)[schema.NORM_TAGS] == expected  # the row path agrees
+    assert not m._arrow_ready(ds, {"batched": True, "with_indices": True})
+
+
+def test_the_map_fingerprint_follows_the_mapping_content_and_policy(tmp_path):
+    ds = tagged(ROWS + [["Brand New"]])
+    one, two = fit(ds, alpha=1), fit(ds, alpha=2)
+    prints = {one.map(ds)._fingerprint, two.map(ds)._fingerprint}
+    one.unknown = "keep"
+    prints.add(one.map(ds)._fingerprint)
+    prints.add(one.map(ds, remove_columns=["q"])._fingerprint)
+    assert len(prints) == 4
+    assert one.map(ds, batch_size=2)._fingerprint == one.map(ds, batch_size=5)._fingerprint
+    assert TagMapping.load(two.save(tmp_path / "m.json")).map(ds)._fingerprint == two.map(ds)._fingerprint

@@ -7,7 +7,7 @@ Everything but :func:`summarize` reads tags through :class:`~instag_hf.analysis.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -421,7 +421,10 @@ def analyze(data, *, names: Sequence[str] | None = None, source_column: str | No
         combined_ts = whole[0] if len(whole) == 1 else TagSets.concat(whole)
     reference = combined_ts.tag_set() if pool is None else _tag_set(pool, tags_column, status_column)
     metrics = [dataset_metrics(ts, n, pool=reference, top=top, pairs=pairs) for n, ts in named]
-    combined = dataset_metrics(combined_ts, combined_name, pool=reference, top=top, pairs=pairs)
+    if len(named) == 1 and named[0][1] is combined_ts:  # one dataset is its own whole: counted once
+        combined = replace(metrics[0], name=combined_name)
+    else:
+        combined = dataset_metrics(combined_ts, combined_name, pool=reference, top=top, pairs=pairs)
     co_tags = [t for t, _ in combined.top_tags[:cooccurrence_top]]
     column = None
     if parts and hasattr(parts[0][1], "column_names"):

@@ -6,6 +6,7 @@ It is plain data (lists and dicts) when pickled, so a ``datasets`` fingerprint o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +29,12 @@ UNKNOWN = ("drop", "keep", "rules")
 #: ``stage`` of a raw tag: the last step that changed it, "dropped" (by the frequency filter, or nothing left
 #: after the rules) or "unchanged"
 STAGES = ("dropped", "rules", "semantic", "association", "unchanged")
+
+
+#: ``Dataset.map`` options the Arrow path of :meth:`TagMapping.map` takes; any other falls back to rows
+_ARROW_MAP_OPTIONS = frozenset({"batched", "batch_size", "num_proc", "desc", "load_from_cache_file",
+                                "cache_file_name", "keep_in_memory", "writer_batch_size", "features",
+                                "remove_columns", "new_fingerprint", "disable_nullable"})
 
 
 class TagMapping:
@@ -80,6 +87,7 @@ class TagMapping:
                            "fit the mapping again to place them", len(blank), blank[0])
         self._seen = {r: (None if is_empty(t) else t) for r, t in zip(c["raw_tag"], c["canonical_tag"])}
         self._by_rule_key: dict[str, str] | None = None
+        self._digest: str | None = None
 
     # --- plain data ------------------------------------------------------------------
     def __getstate__(self) -> dict:
@@ -226,6 +234,9 @@ class TagMapping:
 
         ``datasets`` infers a new column's type from the first batch; a first batch in
         which no sample has a tag would make it a null column, so the type is declared.
+        A ``Dataset`` whose tags are a list of ``{"tag": ...}`` items or of strings is
+        mapped on its Arrow batches (:meth:`arrow_batch`): the same column, without
+        decoding every tag item (explanations included) into Python objects and back.
         """
         from datasets import Dataset, IterableDataset
 
@@ -235,4 +246,80 @@ class TagMapping:
         if isinstance(dataset, (Dataset, IterableDataset)) and dataset.features is not None:
             kept = {k: v for k, v in dataset.features.items() if k != schema.NORM_TAGS}
             map_kwargs.setdefault("features", schema.Features({**kept, **self.features}))
+        if self._arrow_ready(dataset, map_kwargs):
+            fmt = dataset.format
+            map_kwargs.setdefault("new_fingerprint", self._map_fingerprint(dataset, map_kwargs))
+            out = dataset.with_format("arrow").map(self.arrow_batch, **map_kwargs)
+            return out.with_format(fmt["type"], output_all_columns=fmt["output_all_columns"], **fmt["format_kwargs"])
         return dataset.map(self, **map_kwargs)
+
+    def _arrow_ready(self, dataset, map_kwargs: Mapping[str, Any]) -> bool:
+        """Whether :meth:`arrow_batch` can map ``dataset`` with these ``map`` options."""
+        import pyarrow as pa
+        from datasets import Dataset
+
+        if not isinstance(dataset, Dataset):
+            return False
+        shown = dataset.format["columns"]
+        if shown is not None and set(shown) != set(dataset.column_names):  # a format showing some columns
+            return False
+        if not map_kwargs.get("batched") or set(map_kwargs) - _ARROW_MAP_OPTIONS:
+            return False
+        if self.tags_column not in dataset.column_names:
+            return False
+        kind = dataset.data.schema.field(self.tags_column).type
+        if not pa.types.is_list(kind):
+            return False
+        item = kind.value_type
+        return pa.types.is_string(item) or (pa.types.is_struct(item) and item.get_field_index("tag") >= 0
+                                            and pa.types.is_string(item.field("tag").type))
+
+    def _map_fingerprint(self, dataset, map_kwargs: Mapping[str, Any]) -> str:
+        """The fingerprint of the Arrow path's output: the input's, this mapping's content (hashed
+        once per object, as JSON: ``datasets`` would pickle a mapping of millions of raw tags on
+        every call) and the ``map`` options that shape the output."""
+        from datasets.fingerprint import Hasher
+
+        if self._digest is None:
+            content = {k: v for k, v in self.as_dict().items() if k not in ("unknown", "tags_column")}
+            self._digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+        shaping = {k: v for k, v in map_kwargs.items() if k in ("features", "remove_columns", "disable_nullable")}
+        return Hasher.hash((dataset._fingerprint, "TagMapping.arrow_batch", VERSION, self._digest, self.unknown,
+                            self.tags_column, shaping))
+
+    def arrow_batch(self, table):
+        """The ``instag_norm_tags`` column of an Arrow batch (a list of tag items or of strings per
+        row): what :meth:`apply` gives each row, computed on the batch's distinct raw tags."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        column = table.column(self.tags_column).combine_chunks()
+        n = len(column)
+        values = pc.list_flatten(column)
+        rows = np.asarray(pc.list_parent_indices(column), dtype=np.int64)
+        raw = pc.struct_field(values, "tag") if pa.types.is_struct(values.type) else values
+        encoded = pc.dictionary_encode(raw)
+        codes = np.asarray(encoded.indices.fill_null(-1), dtype=np.int64)
+        canonical_of: dict[str, int] = {}
+        names: list[str] = []
+        code_to_canonical = np.full(len(encoded.dictionary) + 1, -1, dtype=np.int64)  # last slot: a null tag
+        for code, text in enumerate(encoded.dictionary.to_pylist()):
+            canonical = self.canonical(text)
+            if canonical is not None:
+                code_to_canonical[code] = canonical_of.setdefault(canonical, len(names))
+                if code_to_canonical[code] == len(names):
+                    names.append(canonical)
+        ids = code_to_canonical[codes]
+        keep = ids >= 0
+        rows, ids = rows[keep], ids[keep]
+        _, first = np.unique(rows * max(len(names), 1) + ids, return_index=True)  # a row's first occurrence
+        first.sort()  # back to entry order: rows ascending, first occurrence first
+        rows, ids = rows[first], ids[first]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+        tags = pa.array(names, type=pa.string()).take(pa.array(ids))
+        normalized = pa.ListArray.from_arrays(pa.array(offsets), tags)
+        if schema.NORM_TAGS in table.column_names:
+            return table.set_column(table.column_names.index(schema.NORM_TAGS), schema.NORM_TAGS, normalized)
+        return table.append_column(schema.NORM_TAGS, normalized)
