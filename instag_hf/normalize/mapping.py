@@ -281,11 +281,25 @@ class TagMapping:
         from datasets.fingerprint import Hasher
 
         if self._digest is None:
-            content = {k: v for k, v in self.as_dict().items() if k not in ("unknown", "tags_column")}
-            self._digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+            self._digest = self._content_digest()
         shaping = {k: v for k, v in map_kwargs.items() if k in ("features", "remove_columns", "disable_nullable")}
         return Hasher.hash((dataset._fingerprint, "TagMapping.arrow_batch", VERSION, self._digest, self.unknown,
                             self.tags_column, shaping))
+
+    def _content_digest(self, chunk: int = 65536) -> str:
+        """sha256 of everything but the policy (``unknown``, ``tags_column``), fed column by column in
+        chunks (each value length-prefixed), so no text of the whole mapping is ever held."""
+        h = hashlib.sha256(f"{FORMAT}@{VERSION}".encode())
+        for name in COLUMNS:
+            values = self.columns[name]
+            h.update(f"\x02{name}:{len(values)}".encode())
+            for start in range(0, len(values), chunk):
+                part = values[start:start + chunk]
+                h.update("".join("N" if v is None else f"{len(str(v))}:{v}" for v in part).encode("utf-8", "surrogatepass"))
+        rest = {"params": self.params, "canonical_counts": self.canonical_counts,
+                "report": self.report.as_dict() if self.report is not None else None}
+        h.update(json.dumps(rest, sort_keys=True, default=str).encode("utf-8", "surrogatepass"))
+        return h.hexdigest()
 
     def arrow_batch(self, table):
         """The ``instag_norm_tags`` column of an Arrow batch (a list of tag items or of strings per
