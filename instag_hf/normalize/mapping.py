@@ -33,8 +33,7 @@ STAGES = ("dropped", "rules", "semantic", "association", "unchanged")
 
 #: ``Dataset.map`` options the Arrow path of :meth:`TagMapping.map` takes; any other falls back to rows
 _ARROW_MAP_OPTIONS = frozenset({"batched", "batch_size", "num_proc", "desc", "load_from_cache_file",
-                                "cache_file_name", "keep_in_memory", "writer_batch_size", "features",
-                                "remove_columns", "new_fingerprint", "disable_nullable"})
+                                "cache_file_name", "keep_in_memory", "writer_batch_size", "new_fingerprint"})
 
 
 class TagMapping:
@@ -235,30 +234,39 @@ class TagMapping:
         ``datasets`` infers a new column's type from the first batch; a first batch in
         which no sample has a tag would make it a null column, so the type is declared.
         A ``Dataset`` whose tags are a list of ``{"tag": ...}`` items or of strings is
-        mapped on its Arrow batches (:meth:`arrow_batch`): the same column, without
-        decoding every tag item (explanations included) into Python objects and back.
+        mapped on its Arrow batches (:meth:`arrow_batch`) into a dataset of the new column
+        alone, joined to the others without rewriting them: the same rows, without decoding
+        every tag item (explanations included) into Python objects or copying the columns.
         """
         from datasets import Dataset, IterableDataset
 
         map_kwargs.setdefault("batched", True)
         if isinstance(dataset, Dataset):
             map_kwargs.setdefault("desc", "Normalizing tags")
+        if self._arrow_ready(dataset, map_kwargs):
+            return self._map_arrow(dataset, map_kwargs)
         if isinstance(dataset, (Dataset, IterableDataset)) and dataset.features is not None:
             kept = {k: v for k, v in dataset.features.items() if k != schema.NORM_TAGS}
             map_kwargs.setdefault("features", schema.Features({**kept, **self.features}))
-        if self._arrow_ready(dataset, map_kwargs):
-            fmt = dataset.format
-            map_kwargs.setdefault("new_fingerprint", self._map_fingerprint(dataset, map_kwargs))
-            out = dataset.with_format("arrow").map(self.arrow_batch, **map_kwargs)
-            return out.with_format(fmt["type"], output_all_columns=fmt["output_all_columns"], **fmt["format_kwargs"])
         return dataset.map(self, **map_kwargs)
+
+    def _map_arrow(self, dataset, map_kwargs: dict):
+        from datasets import concatenate_datasets
+
+        fmt = dataset.format
+        map_kwargs.setdefault("new_fingerprint", self._map_fingerprint(dataset))
+        column = dataset.with_format("arrow").map(self.arrow_batch, remove_columns=dataset.column_names,
+                                                  features=self.features, **map_kwargs)
+        others = dataset.remove_columns([schema.NORM_TAGS]) if schema.NORM_TAGS in dataset.column_names else dataset
+        out = concatenate_datasets([others.with_format(None), column.with_format(None)], axis=1)
+        return out.with_format(fmt["type"], output_all_columns=fmt["output_all_columns"], **fmt["format_kwargs"])
 
     def _arrow_ready(self, dataset, map_kwargs: Mapping[str, Any]) -> bool:
         """Whether :meth:`arrow_batch` can map ``dataset`` with these ``map`` options."""
         import pyarrow as pa
         from datasets import Dataset
 
-        if not isinstance(dataset, Dataset):
+        if not isinstance(dataset, Dataset) or dataset._indices is not None:  # a selection: rows path
             return False
         shown = dataset.format["columns"]
         if shown is not None and set(shown) != set(dataset.column_names):  # a format showing some columns
@@ -274,17 +282,16 @@ class TagMapping:
         return pa.types.is_string(item) or (pa.types.is_struct(item) and item.get_field_index("tag") >= 0
                                             and pa.types.is_string(item.field("tag").type))
 
-    def _map_fingerprint(self, dataset, map_kwargs: Mapping[str, Any]) -> str:
-        """The fingerprint of the Arrow path's output: the input's, this mapping's content (hashed
-        once per object, as JSON: ``datasets`` would pickle a mapping of millions of raw tags on
-        every call) and the ``map`` options that shape the output."""
+    def _map_fingerprint(self, dataset) -> str:
+        """The fingerprint of the Arrow path's new column: the input's and this mapping's content
+        (hashed once per object: ``datasets`` would pickle a mapping of millions of raw tags on
+        every call) and policy."""
         from datasets.fingerprint import Hasher
 
         if self._digest is None:
             self._digest = self._content_digest()
-        shaping = {k: v for k, v in map_kwargs.items() if k in ("features", "remove_columns", "disable_nullable")}
         return Hasher.hash((dataset._fingerprint, "TagMapping.arrow_batch", VERSION, self._digest, self.unknown,
-                            self.tags_column, shaping))
+                            self.tags_column))
 
     def _content_digest(self, chunk: int = 65536) -> str:
         """sha256 of everything but the policy (``unknown``, ``tags_column``), fed column by column in
@@ -302,8 +309,8 @@ class TagMapping:
         return h.hexdigest()
 
     def arrow_batch(self, table):
-        """The ``instag_norm_tags`` column of an Arrow batch (a list of tag items or of strings per
-        row): what :meth:`apply` gives each row, computed on the batch's distinct raw tags."""
+        """A table of the ``instag_norm_tags`` column of an Arrow batch (a list of tag items or of
+        strings per row): what :meth:`apply` gives each row, computed on the batch's distinct raw tags."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -333,7 +340,4 @@ class TagMapping:
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
         tags = pa.array(names, type=pa.string()).take(pa.array(ids))
-        normalized = pa.ListArray.from_arrays(pa.array(offsets), tags)
-        if schema.NORM_TAGS in table.column_names:
-            return table.set_column(table.column_names.index(schema.NORM_TAGS), schema.NORM_TAGS, normalized)
-        return table.append_column(schema.NORM_TAGS, normalized)
+        return pa.table({schema.NORM_TAGS: pa.ListArray.from_arrays(pa.array(offsets), tags)})
