@@ -78,3 +78,14 @@ def passed_one_row(batch) -> bool | None:
 
 
 TAG_ARROW_TYPES: dict[str, pa.DataType] = {field.name: field.type for field in TAG_FEATURES.arrow_schema}
+
+
+def status_counts(dataset) -> dict:
+    """Rows per ``instag_status`` value of a ``Dataset``, counted on its Arrow column (no Python
+    object per row); empty without a status column."""
+    import pyarrow.compute as pc
+
+    if STATUS not in dataset.column_names or len(dataset) == 0:
+        return {}
+    column = dataset.with_format("arrow")[STATUS]
+    return {item["values"]: item["counts"] for item in pc.value_counts(column).to_pylist()}

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import pyarrow.compute as pc
 
 from .. import schema
 from ..strict_json import finite
@@ -87,10 +86,7 @@ def summarize_dataset(ds, tags_column: str = schema.TAGS, top: int = 20) -> TagS
     table = ds.with_format("arrow")
     status = table[schema.STATUS] if schema.STATUS in ds.column_names else None
     ts = TagSets.from_arrow(table[resolve_tags_column(ds.column_names, tags_column)], status)
-    statuses = {}
-    if status is not None:
-        for item in pc.value_counts(status).to_pylist():
-            statuses[item["values"]] = item["counts"]
+    statuses = schema.status_counts(ds)
     usable = int(ts.usable.sum())
     return TagSummary(
         rows=len(ts),

@@ -99,13 +99,8 @@ class Publication:
 
 
 def status_counts(ds) -> dict[str, int]:
-    """Rows per ``instag_status`` value (empty without a status column)."""
-    import pyarrow.compute as pc
-
-    if schema.STATUS not in ds.column_names or len(ds) == 0:
-        return {}
-    column = ds.with_format("arrow")[schema.STATUS]
-    return {str(item["values"]): int(item["counts"]) for item in pc.value_counts(column).to_pylist()}
+    """Rows per ``instag_status`` value, keyed by text (empty without a status column)."""
+    return {str(status): int(n) for status, n in schema.status_counts(ds).items()}
 
 
 def vocabulary_dataset(ds, tags_column: str, tag_counts: Mapping[str, int], tagged_rows: int):

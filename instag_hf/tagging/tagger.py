@@ -420,7 +420,7 @@ class Tagger(RequestTransform):
         if isinstance(out, Dataset) and self.stats.rows == rows_before and len(out):
             # no row went through this process: datasets' own cache or worker processes served them
             self.stats.rows += len(out)
-            self.stats.statuses.update(_column_counts(out, schema.STATUS))
+            self.stats.statuses.update(schema.status_counts(out))
             if (map_kwargs.get("num_proc") or 1) > 1:
                 self.stats.worker_rows += len(out)
             else:
@@ -474,14 +474,3 @@ def _combine(per_turn: list[TurnResult]) -> dict:
         schema.TURN_TAGS: [r.tags for r in per_turn],
         schema.TURN_STATUS: [r.status for r in per_turn],
     }
-
-
-def _column_counts(dataset, column: str, chunk: int = 1 << 20) -> Counter:
-    """Value counts of one string column, read in Arrow chunks (no Python object per row)."""
-    import pyarrow.compute as pc
-
-    counts: Counter = Counter()
-    for table in dataset.select_columns([column]).with_format("arrow").iter(batch_size=chunk):
-        for item in pc.value_counts(table.column(column)).to_pylist():
-            counts[item["values"]] += item["counts"]
-    return counts
